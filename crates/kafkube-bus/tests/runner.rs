@@ -1,0 +1,166 @@
+//! The consumer runner against a real Kafka-protocol broker (embedded, or
+//! `KAFKUBE_TEST_KAFKA_BROKERS`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use kafkube_bus::{
+    BatchOutput, ConsumerRunner, ConsumerSettings, Handler, HandlerError, Header, Outgoing, Producer, Record,
+};
+use kafkube_core::Shutdown;
+use kafkube_testkit::{TestKafka, unique};
+
+/// Collects payloads; rejects "bad", fails permanently on "poison", transiently the first
+/// `transient` calls.
+#[derive(Default)]
+struct Collect {
+    seen: Mutex<Vec<String>>,
+    transient: AtomicU32,
+    forward_to: Option<String>,
+}
+
+impl Handler for Collect {
+    async fn handle(&self, batch: &[Record]) -> Result<BatchOutput, HandlerError> {
+        if self.transient.load(Ordering::SeqCst) > 0 {
+            self.transient.fetch_sub(1, Ordering::SeqCst);
+            return Err(HandlerError::transient("database down"));
+        }
+        let texts: Vec<String> = batch
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.payload()).into_owned())
+            .collect();
+        if texts.iter().any(|t| t == "poison") {
+            return Err(HandlerError::permanent("poison in batch"));
+        }
+        let mut out = BatchOutput::default();
+        for (i, t) in texts.iter().enumerate() {
+            if t == "bad" {
+                out.reject(i, "bad record");
+            } else {
+                self.seen.lock().unwrap().push(t.clone());
+                if let Some(to) = &self.forward_to {
+                    out.produce
+                        .push(Outgoing::new(to.clone(), r_key(&batch[i]), format!("fwd:{t}")));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn r_key(r: &Record) -> Option<Vec<u8>> {
+    r.key.clone()
+}
+
+async fn produce(p: &Producer, topic: &str, payloads: &[&str]) {
+    let msgs: Vec<Outgoing> = payloads.iter().map(|t| Outgoing::new(topic, Some("k"), *t)).collect();
+    for r in p.send_all(&msgs).await {
+        r.unwrap();
+    }
+}
+
+/// Runs the handler until `expected` payloads were seen, then shuts down.
+async fn run_until(kafka: &TestKafka, topic: &str, group: &str, handler: Collect, expected: usize) -> Vec<String> {
+    let producer = Producer::new(&kafka.config()).unwrap();
+    let runner = ConsumerRunner::new(
+        &kafka.config(),
+        producer,
+        ConsumerSettings::new(group, &[topic]),
+        handler,
+    )
+    .unwrap();
+    let handler = runner.handler().clone();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(runner.run(shutdown.clone()));
+    let done = kafkube_testkit::eventually(Duration::from_secs(30), || {
+        let n = handler.seen.lock().unwrap().len();
+        async move { (n >= expected).then_some(()) }
+    })
+    .await;
+    shutdown.trigger();
+    task.await.unwrap().unwrap();
+    assert!(done.is_some(), "handler saw {:?}", handler.seen.lock().unwrap());
+    handler.seen.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_and_poison_records_go_to_the_dead_letter_topic_and_the_rest_is_processed() {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("runner", 1).await;
+    let producer = Producer::new(&kafka.config()).unwrap();
+    produce(&producer, &topic, &["a", "bad", "b", "poison", "c"]).await;
+
+    let seen = run_until(&kafka, &topic, &unique("g"), Collect::default(), 3).await;
+    assert_eq!(
+        seen.iter().cloned().collect::<BTreeSet<_>>(),
+        ["a", "b", "c"].map(String::from).into()
+    );
+
+    let dlq = kafka.read(&format!("{topic}.dlq"), 2, Duration::from_secs(20)).await;
+    let mut dead: Vec<_> = dlq
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8_lossy(&r.payload).into_owned(),
+                r.header(Header::ERROR).unwrap().to_owned(),
+            )
+        })
+        .collect();
+    dead.sort();
+    assert_eq!(
+        dead,
+        vec![
+            ("bad".into(), "bad record".into()),
+            ("poison".into(), "poison in batch".into())
+        ]
+    );
+    assert_eq!(dlq[0].header(Header::SOURCE_TOPIC), Some(topic.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_without_loss_and_output_is_published() {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("runner", 2).await;
+    let out_topic = kafka.topic("runner_out", 2).await;
+    let producer = Producer::new(&kafka.config()).unwrap();
+    produce(&producer, &topic, &["x", "y"]).await;
+
+    let handler = Collect {
+        transient: AtomicU32::new(3),
+        forward_to: Some(out_topic.clone()),
+        ..Default::default()
+    };
+    let seen = run_until(&kafka, &topic, &unique("g"), handler, 2).await;
+    assert_eq!(seen, vec!["x", "y"]);
+    let out = kafka.read(&out_topic, 2, Duration::from_secs(20)).await;
+    let mut payloads: Vec<_> = out
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+        .collect();
+    payloads.sort();
+    assert_eq!(payloads, vec!["fwd:x", "fwd:y"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_group_resumes_after_the_last_processed_record() {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("runner", 1).await;
+    let group = unique("g");
+    let producer = Producer::new(&kafka.config()).unwrap();
+    produce(&producer, &topic, &["1", "2"]).await;
+    assert_eq!(
+        run_until(&kafka, &topic, &group, Collect::default(), 2).await,
+        vec!["1", "2"]
+    );
+
+    produce(&producer, &topic, &["3"]).await;
+    // The same group again: only the record produced since is delivered.
+    assert_eq!(
+        run_until(&kafka, &topic, &group, Collect::default(), 1).await,
+        vec!["3"]
+    );
+}

@@ -1,0 +1,132 @@
+//! The error body of every Kafkube API and extractors that produce it.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// `{"error": "…"}`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(ErrorBody { error: message.into() })).into_response()
+}
+
+/// `axum::Json` whose rejections are the contract's `{"error"}` bodies: 400 for syntax and
+/// schema errors (never 422), 415 for a missing `Content-Type: application/json`, 413 for a body
+/// over the limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> Response {
+    match r {
+        JsonRejection::JsonDataError(e) => error_response(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {}", source_text(&e)),
+        ),
+        JsonRejection::JsonSyntaxError(e) => {
+            error_response(StatusCode::BAD_REQUEST, format!("invalid JSON: {}", source_text(&e)))
+        }
+        JsonRejection::MissingJsonContentType(_) => error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected a JSON body with header `Content-Type: application/json`",
+        ),
+        other => {
+            let status = other.status();
+            let status = if status.is_client_error() {
+                status
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            error_response(status, other.body_text())
+        }
+    }
+}
+
+/// The innermost error message (serde's, with line and column), without axum's prefix.
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// `axum::extract::Path` with a 400 `{"error"}` rejection.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(r) => Err(path_rejection(r)),
+        }
+    }
+}
+
+fn path_rejection(r: PathRejection) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        format!("invalid path parameter: {}", r.body_text()),
+    )
+}
+
+/// `axum::extract::Query` with a 400 `{"error"}` rejection.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(r) => Err(query_rejection(r)),
+        }
+    }
+}
+
+fn query_rejection(r: QueryRejection) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        format!("invalid query string: {}", source_text(&r)),
+    )
+}

@@ -1,0 +1,282 @@
+//! The transactional outbox: "write to the database and publish" without losing either half.
+//!
+//! An app writes its business rows and, in the same transaction, the event ([`enqueue`]). After
+//! the commit, the [`Relay`] publishes outbox rows in id order through the idempotent producer
+//! and deletes them once the broker acknowledged them. So a failed transaction publishes nothing,
+//! and a committed one is published even if the broker is down at the time (the relay keeps
+//! retrying) or the process dies (the next relay picks the rows up).
+//!
+//! The relay wakes at once: in-process through [`Notifier`], across processes on PostgreSQL
+//! through `LISTEN/NOTIFY`; a slow poll is only the safety net. On PostgreSQL, concurrent relays
+//! (API replicas) take turns through an advisory lock, so rows are never published out of order
+//! by two relays racing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafkube_bus::{HeaderMap, Outgoing, Producer};
+use kafkube_core::{Backoff, Shutdown};
+use kafkube_store::{Db, Migrations, StoreError, Tx, on_db, on_tx, sqlx};
+use tokio::sync::Notify;
+
+/// The channel relays LISTEN on.
+const CHANNEL: &str = "kafkube_outbox";
+/// Advisory lock key that serializes relays on one PostgreSQL database.
+const RELAY_LOCK: i64 = 0x6b61_666b_7562_65;
+
+/// Migrations for the outbox table (versions 1–99 are the outbox's).
+pub fn migrations() -> Migrations {
+    Migrations {
+        name: "outbox",
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+        postgres: sqlx::migrate!("./migrations/postgres"),
+    }
+}
+
+/// Writes `msg` to the outbox inside `tx`. It is published after `tx` commits, never before and
+/// never if it rolls back.
+pub async fn enqueue(tx: &mut Tx, msg: &Outgoing) -> Result<(), StoreError> {
+    let headers = encode_headers(&msg.headers);
+    on_tx!(tx, conn => {
+        sqlx::query("INSERT INTO kafkube_outbox (topic, msg_key, payload, headers) VALUES ($1, $2, $3, $4)")
+            .bind(&msg.topic)
+            .bind(msg.key.as_deref())
+            .bind(msg.payload.as_slice())
+            .bind(&headers)
+            .execute(&mut *conn)
+            .await?;
+    });
+    if let Tx::Postgres(t) = tx {
+        // Delivered at commit, to relays in other processes.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(())
+}
+
+fn encode_headers(h: &HeaderMap) -> String {
+    let pairs: Vec<(&str, String)> = h
+        .iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+}
+
+fn decode_headers(s: &str) -> HeaderMap {
+    let pairs: Vec<(String, String)> = serde_json::from_str(s).unwrap_or_default();
+    HeaderMap(pairs.into_iter().map(|(k, v)| (k, v.into_bytes())).collect())
+}
+
+/// Wakes the relay of this process right after a commit.
+#[derive(Clone, Debug, Default)]
+pub struct Notifier(Arc<Notify>);
+
+impl Notifier {
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Publishes committed outbox rows.
+pub struct Relay {
+    db: Db,
+    producer: Producer,
+    notifier: Notifier,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+type Row = (i64, String, Option<Vec<u8>>, Vec<u8>, String);
+
+impl Relay {
+    pub fn new(db: Db, producer: Producer) -> Self {
+        Self {
+            db,
+            producer,
+            notifier: Notifier::default(),
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// The handle to call after each commit that enqueued something.
+    pub fn notifier(&self) -> Notifier {
+        self.notifier.clone()
+    }
+
+    /// Rows not yet published.
+    pub async fn pending(&self) -> Result<i64, StoreError> {
+        pending(&self.db).await
+    }
+
+    /// Publishes until `shutdown` trips, then makes a last pass so that whatever was committed
+    /// before intake stopped is published too (unless the broker is unreachable: then the rows
+    /// stay in the outbox for the next start).
+    pub async fn run(self, shutdown: Shutdown) {
+        self.spawn_listener(&shutdown);
+        let mut backoff = Backoff::outage();
+        loop {
+            match self.publish_pending().await {
+                Ok(()) => backoff.reset(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: publishing failed; retrying");
+                    if !backoff.wait(&shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.notifier.0.notified() => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.publish_pending()).await {
+            Ok(Ok(())) => tracing::info!("outbox relay stopped; outbox empty"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "outbox relay stopped; rows left for the next start"),
+            Err(_) => tracing::warn!("outbox relay stopped on timeout; rows left for the next start"),
+        }
+    }
+
+    /// Relays batches until the outbox is empty.
+    async fn publish_pending(&self) -> Result<(), RelayError> {
+        while self.publish_batch().await? == self.batch_size as usize {}
+        Ok(())
+    }
+
+    /// Publishes one batch in id order; deletes the rows the broker acknowledged.
+    async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let started = Instant::now();
+        let mut tx = self.db.begin().await?;
+        if let Tx::Postgres(t) = &mut tx {
+            let (mine,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(RELAY_LOCK)
+                .fetch_one(&mut **t)
+                .await?;
+            if !mine {
+                return Ok(0); // another relay is publishing; its NOTIFY-driven pass covers these
+            }
+        }
+        let rows: Vec<Row> = on_tx!(&mut tx, conn => {
+            sqlx::query_as("SELECT id, topic, msg_key, payload, headers FROM kafkube_outbox ORDER BY id LIMIT $1")
+                .bind(self.batch_size)
+                .fetch_all(&mut *conn)
+                .await?
+        });
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let msgs: Vec<Outgoing> = rows
+            .iter()
+            .map(|(_, topic, key, payload, headers)| Outgoing {
+                topic: topic.clone(),
+                key: key.clone(),
+                payload: payload.clone(),
+                headers: decode_headers(headers),
+                partition: None,
+            })
+            .collect();
+        let results = self.producer.send_all(&msgs).await;
+        let delivered: Vec<i64> = rows
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(row, _)| row.0)
+            .collect();
+        if !delivered.is_empty() {
+            delete(&mut tx, &delivered).await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("kafkube_outbox_published_total").increment(delivered.len() as u64);
+        metrics::histogram!("kafkube_outbox_batch_seconds").record(started.elapsed().as_secs_f64());
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            return Err(RelayError::Bus(e));
+        }
+        Ok(rows.len())
+    }
+
+    /// On PostgreSQL, wakes this relay on every NOTIFY from any process.
+    fn spawn_listener(&self, shutdown: &Shutdown) {
+        let Db::Postgres(pool) = &self.db else { return };
+        let pool = pool.clone();
+        let notifier = self.notifier.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut backoff = Backoff::outage();
+            loop {
+                let listened = async {
+                    let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    l.listen(CHANNEL).await?;
+                    backoff.reset();
+                    loop {
+                        l.recv().await?;
+                        notifier.notify();
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), sqlx::Error>(())
+                };
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = listened => if let Err(e) = r {
+                        tracing::debug!(error = %e, "outbox listener lost its connection; polling meanwhile");
+                    },
+                }
+                if !backoff.wait(&shutdown).await {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn delete(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
+    match tx {
+        Tx::Postgres(t) => {
+            sqlx::query("DELETE FROM kafkube_outbox WHERE id = ANY($1)")
+                .bind(ids)
+                .execute(&mut **t)
+                .await?;
+        }
+        Tx::Sqlite(t) => {
+            let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+            sqlx::query("DELETE FROM kafkube_outbox WHERE id IN (SELECT value FROM json_each($1))")
+                .bind(list)
+                .execute(&mut **t)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows not yet published.
+pub async fn pending(db: &Db) -> Result<i64, StoreError> {
+    let (n,): (i64,) = on_db!(db, p => sqlx::query_as("SELECT COUNT(*) FROM kafkube_outbox").fetch_one(p).await)?;
+    Ok(n)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Bus(#[from] kafkube_bus::BusError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let h = HeaderMap::new()
+            .with("event-type", "X")
+            .with("traceparent", "00-a-b-01");
+        assert_eq!(decode_headers(&encode_headers(&h)), h);
+        assert_eq!(decode_headers("garbage"), HeaderMap::default());
+    }
+}

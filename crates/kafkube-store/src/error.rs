@@ -1,0 +1,56 @@
+//! Errors of the store, classified the way callers must act on them.
+
+use sqlx::error::DatabaseError;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+}
+
+impl StoreError {
+    /// True when retrying later may succeed: the database is unreachable, restarting, busy, or
+    /// a transaction lost a serialization race. Such errors become 503s and consumer retries,
+    /// never dead letters.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Sqlx(e) => is_transient(e),
+            Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_transient(e),
+            _ => false,
+        }
+    }
+
+    /// True when a unique constraint refused the write.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => is_transient_code(db.as_ref()),
+        _ => false,
+    }
+}
+
+fn is_transient_code(db: &dyn DatabaseError) -> bool {
+    let Some(code) = db.code() else { return false };
+    let code = code.as_ref();
+    // PostgreSQL SQLSTATEs: connection exceptions (08), serialization failure and deadlock (40),
+    // insufficient resources (53), operator intervention such as a restart (57), system (58).
+    // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes.
+    ["08", "40", "53", "57", "58"].iter().any(|p| code.starts_with(p))
+        || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+}
