@@ -1,1 +1,49 @@
+//! The students app (seed `000`, "Kafkube Experimental").
+//!
+//! - [`api`]: `/api/mahasiswa` CRUD on port 3000. Every change writes its row and its event in
+//!   one transaction (the outbox); the relay publishes the event to `mahasiswa_events` at once.
+//! - [`logger`]: the event logger, a consumer group writing each event exactly once to
+//!   `event_logs` in the log database, with Kafka and processing timestamps.
+//! - [`latency`]: `kafkube latency`, the seed's latency test as a command.
+//! - [`bench`]: `kafkube bench event-logger`, the logger's throughput benchmark.
 
+pub mod api;
+pub mod bench;
+pub mod config;
+pub mod latency;
+pub mod logger;
+pub mod model;
+pub mod store;
+
+pub use api::ApiService;
+pub use config::StudentsArgs;
+pub use logger::EventLogger;
+
+use kafkube_bus::TopicSpec;
+use kafkube_store::Migrations;
+
+/// Migrations of the main database (students and the outbox).
+pub fn main_migrations() -> [Migrations; 2] {
+    [
+        kafkube_outbox::migrations(),
+        Migrations {
+            name: "students",
+            sqlite: sqlx::migrate!("./migrations/main/sqlite"),
+            postgres: sqlx::migrate!("./migrations/main/postgres"),
+        },
+    ]
+}
+
+/// Migrations of the log database (`event_logs`).
+pub fn log_migrations() -> Migrations {
+    Migrations {
+        name: "students-log",
+        sqlite: sqlx::migrate!("./migrations/log/sqlite"),
+        postgres: sqlx::migrate!("./migrations/log/postgres"),
+    }
+}
+
+/// The topics the app needs.
+pub fn topics(args: &StudentsArgs) -> Vec<TopicSpec> {
+    TopicSpec::with_dlq(args.topic.clone(), args.partitions).to_vec()
+}

@@ -139,6 +139,11 @@ impl KafkaConfig {
             )
             .set("fetch.wait.max.ms", "100")
             .set("allow.auto.create.topics", "true");
+        if crate::embedded::lookup(&self.brokers).is_some() {
+            // A real broker answers a waiting fetch as soon as data arrives; the mock cluster
+            // holds it for the full wait, which would add up to 100 ms to every event.
+            c.set("fetch.wait.max.ms", "2");
+        }
         self.apply_overrides(c)
     }
 

@@ -6,7 +6,7 @@
 //! [`on_db!`] / [`on_tx!`], which type-check the same code against each backend; where the
 //! backends differ (bulk inserts), an app matches on the variant.
 
-mod db;
+pub mod db;
 mod error;
 
 pub use db::{Backend, Db, DbArgs, Migrations, Tx};

@@ -1,0 +1,237 @@
+//! `/api/mahasiswa`: the students REST API, and the service that runs it with its outbox relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kafkube_bus::{KafkaConfig, Producer};
+use kafkube_core::Shutdown;
+use kafkube_http::{HttpServer, Json, Path, Query, Readiness, error_response, finish_router, ops_router};
+use kafkube_outbox::{Notifier, Relay};
+use kafkube_store::{Db, DbArgs, StoreError};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::StudentsArgs;
+use crate::model::MahasiswaInput;
+use crate::store::{self, Changed, Trace};
+
+/// Response header naming the event a write produced (the latency test follows it).
+pub const EVENT_ID_HEADER: &str = "x-event-id";
+
+/// What every handler needs, built once at start.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub topic: Arc<str>,
+    pub relay: Notifier,
+}
+
+/// The API's errors, as the contract's `{"error"}` bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no student with id {0}")]
+    NotFound(i64),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_transient() {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        error_response(status, self.to_string())
+    }
+}
+
+/// The API's routes (no socket: tests drive it with `oneshot`).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/mahasiswa", get(list).post(create))
+        .route("/api/mahasiswa/{id}", get(show).put(update).delete(remove))
+        .with_state(state)
+}
+
+fn trace_of(headers: &HeaderMap) -> Trace {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Trace {
+        correlation_id: get("x-request-id").or_else(|| get("x-correlation-id")),
+        traceparent: get("traceparent"),
+    }
+}
+
+fn written(state: &AppState, status: StatusCode, c: Changed) -> Response {
+    state.relay.notify();
+    let mut res = (status, Json(c.row)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&c.event_id.to_string()) {
+        res.headers_mut().insert(HeaderName::from_static(EVENT_ID_HEADER), v);
+    }
+    res
+}
+
+async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(input): Json<MahasiswaInput>,
+) -> Result<Response, ApiError> {
+    let fields = input.for_create().map_err(ApiError::Invalid)?;
+    match store::create(&s.db, &s.topic, &fields, &trace_of(&headers)).await {
+        Ok(c) => Ok(written(&s, StatusCode::CREATED, c)),
+        Err(e) if e.is_unique_violation() => Err(duplicate_nim(fields.nim.as_deref())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Json(input): Json<MahasiswaInput>,
+) -> Result<Response, ApiError> {
+    let fields = input.for_update().map_err(ApiError::Invalid)?;
+    match store::update(&s.db, &s.topic, id, &fields, &trace_of(&headers)).await {
+        Ok(Some(c)) => Ok(written(&s, StatusCode::OK, c)),
+        Ok(None) => Err(ApiError::NotFound(id)),
+        Err(e) if e.is_unique_violation() => Err(duplicate_nim(fields.nim.as_deref())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Result<Response, ApiError> {
+    match store::delete(&s.db, &s.topic, id, &trace_of(&headers)).await? {
+        Some(c) => Ok(written(&s, StatusCode::OK, c)),
+        None => Err(ApiError::NotFound(id)),
+    }
+}
+
+fn duplicate_nim(nim: Option<&str>) -> ApiError {
+    ApiError::Conflict(format!("a student with nim {} already exists", nim.unwrap_or("?")))
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    match store::get(&s.db, id).await? {
+        Some(row) => Ok(Json(row).into_response()),
+        None => Err(ApiError::NotFound(id)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    page: Option<i64>,
+    limit: Option<i64>,
+}
+
+const MAX_PAGE_SIZE: i64 = 100;
+
+async fn list(State(s): State<AppState>, Query(q): Query<Page>) -> Result<Response, ApiError> {
+    let page = q.page.unwrap_or(1);
+    let limit = q.limit.unwrap_or(20);
+    if page < 1 {
+        return Err(ApiError::Invalid("`page` starts at 1".into()));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::Invalid(format!(
+            "`limit` must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    let (rows, total) = store::list(&s.db, page, limit).await?;
+    Ok(Json(json!({
+        "data": rows,
+        "pagination": {"page": page, "limit": limit, "total": total, "total_pages": (total + limit - 1) / limit},
+    }))
+    .into_response())
+}
+
+/// The students API as a service: HTTP server plus the outbox relay that publishes its events.
+pub struct ApiService {
+    server: HttpServer,
+    router: Router,
+    relay: Relay,
+}
+
+impl ApiService {
+    /// Connects (waiting for the database), migrates, binds. Port 0 picks a free port.
+    pub async fn build(
+        args: &StudentsArgs,
+        db_args: &DbArgs,
+        kafka: &KafkaConfig,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect_with_retry(&args.database_url, db_args, shutdown).await?;
+        for m in crate::main_migrations() {
+            db.migrate(&m).await?;
+        }
+        let producer = Producer::new(kafka)?;
+        let relay = Relay::new(db.clone(), producer.clone());
+        let state = AppState {
+            db: db.clone(),
+            topic: args.topic.as_str().into(),
+            relay: relay.notifier(),
+        };
+        let readiness = Readiness::new()
+            .check("database", move || {
+                let db = db.clone();
+                async move { db.ping().await.map_err(|e| e.to_string()) }
+            })
+            .check("kafka", move || {
+                let p = producer.clone();
+                async move { p.ping(Duration::from_secs(2)).await.map_err(|e| e.to_string()) }
+            });
+        let router = finish_router(
+            router(state).merge(ops_router(json!({"status": "ok"}), readiness)),
+            256 * 1024,
+        );
+        let server = HttpServer::bind(SocketAddr::new(args.host, args.port)).await?;
+        Ok(Self { server, router, relay })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Serves until `shutdown`; then stops taking requests, and the relay publishes what the
+    /// last requests committed before it returns.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        // The relay stops only after the server has finished its in-flight requests, so their
+        // events are published in its final pass.
+        let relay_stop = Shutdown::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
+        let served = self.server.serve(self.router, shutdown).await;
+        relay_stop.trigger();
+        relay.await?;
+        Ok(served?)
+    }
+}

@@ -1,0 +1,69 @@
+//! Options of the students app (flags and environment variables, seed names where they exist).
+
+use std::net::IpAddr;
+
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct StudentsArgs {
+    /// Port of the students API.
+    #[arg(long = "students-port", env = "STUDENTS_PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address the students API binds to.
+    #[arg(long = "students-host", env = "STUDENTS_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Main database (students and their outbox): `sqlite:PATH` or `postgres://…`.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "sqlite:data/students.db"
+    )]
+    pub database_url: String,
+
+    /// Log database, where the event logger writes `event_logs`.
+    #[arg(
+        long = "log-database-url",
+        env = "LOG_DATABASE_URL",
+        default_value = "sqlite:data/event-logs.db"
+    )]
+    pub log_database_url: String,
+
+    /// Topic the students' change events are published to.
+    #[arg(long = "students-topic", env = "MAHASISWA_TOPIC", default_value = "mahasiswa_events")]
+    pub topic: String,
+
+    /// Partitions of the topic when Kafkube creates it.
+    #[arg(long = "students-partitions", env = "MAHASISWA_PARTITIONS", default_value_t = 4)]
+    pub partitions: i32,
+
+    /// Consumer group of the event logger; replicas in one group share the partitions.
+    #[arg(
+        long = "event-logger-group",
+        env = "EVENT_LOGGER_GROUP_ID",
+        default_value = "event-logger"
+    )]
+    pub logger_group: String,
+
+    /// Largest batch of events the logger writes in one transaction.
+    #[arg(long = "event-logger-batch", env = "EVENT_LOGGER_BATCH", default_value_t = 1000)]
+    pub logger_batch: usize,
+
+    /// Name of this logger instance in `event_logs.consumer` (default: host and pid).
+    #[arg(long = "event-logger-instance", env = "EVENT_LOGGER_INSTANCE")]
+    pub logger_instance: Option<String>,
+}
+
+impl StudentsArgs {
+    /// Defaults, as if no flag or variable were given (tests start from this).
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: StudentsArgs,
+        }
+        Wrapper::parse_from(["kafkube"]).args
+    }
+}
