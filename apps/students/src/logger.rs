@@ -85,10 +85,10 @@ impl Handler for EventLogHandler {
         }
         let processed = Utc::now();
         insert(&self.db, &rows, processed, &self.instance).await.map_err(|e| {
-            if e.is_transient() {
-                HandlerError::transient(e)
-            } else {
+            if e.is_data_error() {
                 HandlerError::permanent(e.to_string())
+            } else {
+                HandlerError::transient(e)
             }
         })?;
         for row in &rows {

@@ -47,8 +47,15 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         .iter()
         .map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(-1)))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    match admin.create_topics(&new, &opts).await {
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    // Bounded: a broker without the Admin API (the embedded one, seen from another process)
+    // never answers, and start-up must not hang on it.
+    let created = tokio::time::timeout(Duration::from_secs(6), admin.create_topics(&new, &opts)).await;
+    let created =
+        created.unwrap_or_else(|_| Err(rdkafka::error::KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)));
+    match created {
         Ok(results) => {
             for r in results {
                 match r {

@@ -148,27 +148,60 @@ impl Relay {
     }
 
     /// Publishes one batch in id order; deletes the rows the broker acknowledged.
+    ///
+    /// PostgreSQL: inside a transaction holding the relay lock, so replicas take turns.
+    /// SQLite (one process): without a transaction, so the write lock is taken only for the
+    /// delete; a read snapshot held across the publish could not be upgraded to a write once
+    /// the API had committed meanwhile, and the retry would publish the rows twice.
     async fn publish_batch(&self) -> Result<usize, RelayError> {
         let started = Instant::now();
-        let mut tx = self.db.begin().await?;
-        if let Tx::Postgres(t) = &mut tx {
-            let (mine,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-                .bind(RELAY_LOCK)
-                .fetch_one(&mut **t)
-                .await?;
-            if !mine {
-                return Ok(0); // another relay is publishing; its NOTIFY-driven pass covers these
+        let select = "SELECT id, topic, msg_key, payload, headers FROM kafkube_outbox ORDER BY id LIMIT $1";
+        let (n, outcome) = match &self.db {
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let (mine,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+                    .bind(RELAY_LOCK)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !mine {
+                    return Ok(0); // another relay is publishing; its NOTIFY-driven pass covers these
+                }
+                let rows: Vec<Row> = sqlx::query_as(select).bind(self.batch_size).fetch_all(&mut *tx).await?;
+                let outcome = self.send(&rows).await;
+                if !outcome.delivered.is_empty() {
+                    sqlx::query("DELETE FROM kafkube_outbox WHERE id = ANY($1)")
+                        .bind(&outcome.delivered)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                (rows.len(), outcome)
             }
+            Db::Sqlite(pool) => {
+                let rows: Vec<Row> = sqlx::query_as(select).bind(self.batch_size).fetch_all(pool).await?;
+                let outcome = self.send(&rows).await;
+                if !outcome.delivered.is_empty() {
+                    let list = serde_json::to_string(&outcome.delivered).unwrap_or_else(|_| "[]".into());
+                    sqlx::query("DELETE FROM kafkube_outbox WHERE id IN (SELECT value FROM json_each($1))")
+                        .bind(list)
+                        .execute(pool)
+                        .await?;
+                }
+                (rows.len(), outcome)
+            }
+        };
+        if n > 0 {
+            metrics::counter!("kafkube_outbox_published_total").increment(outcome.delivered.len() as u64);
+            metrics::histogram!("kafkube_outbox_batch_seconds").record(started.elapsed().as_secs_f64());
         }
-        let rows: Vec<Row> = on_tx!(&mut tx, conn => {
-            sqlx::query_as("SELECT id, topic, msg_key, payload, headers FROM kafkube_outbox ORDER BY id LIMIT $1")
-                .bind(self.batch_size)
-                .fetch_all(&mut *conn)
-                .await?
-        });
-        if rows.is_empty() {
-            return Ok(0);
+        match outcome.error {
+            Some(e) => Err(RelayError::Bus(e)),
+            None => Ok(n),
         }
+    }
+
+    /// Publishes rows in order; reports which ids the broker acknowledged and the first error.
+    async fn send(&self, rows: &[Row]) -> SendOutcome {
         let msgs: Vec<Outgoing> = rows
             .iter()
             .map(|(_, topic, key, payload, headers)| Outgoing {
@@ -179,23 +212,16 @@ impl Relay {
                 partition: None,
             })
             .collect();
-        let results = self.producer.send_all(&msgs).await;
-        let delivered: Vec<i64> = rows
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .map(|(row, _)| row.0)
-            .collect();
-        if !delivered.is_empty() {
-            delete(&mut tx, &delivered).await?;
+        let mut outcome = SendOutcome::default();
+        for (row, result) in rows.iter().zip(self.producer.send_all(&msgs).await) {
+            match result {
+                Ok(_) => outcome.delivered.push(row.0),
+                Err(e) => {
+                    outcome.error.get_or_insert(e);
+                }
+            }
         }
-        tx.commit().await?;
-        metrics::counter!("kafkube_outbox_published_total").increment(delivered.len() as u64);
-        metrics::histogram!("kafkube_outbox_batch_seconds").record(started.elapsed().as_secs_f64());
-        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-            return Err(RelayError::Bus(e));
-        }
-        Ok(rows.len())
+        outcome
     }
 
     /// On PostgreSQL, wakes this relay on every NOTIFY from any process.
@@ -232,29 +258,16 @@ impl Relay {
     }
 }
 
-async fn delete(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
-    match tx {
-        Tx::Postgres(t) => {
-            sqlx::query("DELETE FROM kafkube_outbox WHERE id = ANY($1)")
-                .bind(ids)
-                .execute(&mut **t)
-                .await?;
-        }
-        Tx::Sqlite(t) => {
-            let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-            sqlx::query("DELETE FROM kafkube_outbox WHERE id IN (SELECT value FROM json_each($1))")
-                .bind(list)
-                .execute(&mut **t)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 /// Rows not yet published.
 pub async fn pending(db: &Db) -> Result<i64, StoreError> {
     let (n,): (i64,) = on_db!(db, p => sqlx::query_as("SELECT COUNT(*) FROM kafkube_outbox").fetch_one(p).await)?;
     Ok(n)
+}
+
+#[derive(Default)]
+struct SendOutcome {
+    delivered: Vec<i64>,
+    error: Option<kafkube_bus::BusError>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,20 @@ impl StoreError {
         }
     }
 
+    /// True when the data itself was refused (a value out of range, a constraint): retrying the
+    /// same data cannot succeed. Consumers dead-letter such records; every other failure is
+    /// retried, because dead-lettering on an outage would lose data.
+    pub fn is_data_error(&self) -> bool {
+        let Self::Sqlx(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        let Some(code) = db.code() else { return false };
+        let code = code.as_ref();
+        // PostgreSQL: data exception (22), integrity constraint violation (23).
+        // SQLite: SQLITE_TOOBIG (18), SQLITE_CONSTRAINT (19), SQLITE_MISMATCH (20).
+        code.starts_with("22") || code.starts_with("23") || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(18..=20))
+    }
+
     /// True when a unique constraint refused the write.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Self::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
@@ -49,8 +63,10 @@ fn is_transient_code(db: &dyn DatabaseError) -> bool {
     let Some(code) = db.code() else { return false };
     let code = code.as_ref();
     // PostgreSQL SQLSTATEs: connection exceptions (08), serialization failure and deadlock (40),
-    // insufficient resources (53), operator intervention such as a restart (57), system (58).
+    // insufficient resources (53), object not in prerequisite state (55), operator intervention
+    // such as a restart (57), system (58).
     // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes.
-    ["08", "40", "53", "57", "58"].iter().any(|p| code.starts_with(p))
+    // 55000: the database does not accept connections right now (ALLOW_CONNECTIONS false).
+    ["08", "40", "53", "55", "57", "58"].iter().any(|p| code.starts_with(p))
         || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
 }

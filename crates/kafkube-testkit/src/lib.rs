@@ -146,6 +146,8 @@ impl ReadRecord {
 pub struct TestDb {
     pub url: String,
     pub db: Db,
+    /// The PostgreSQL database's name (`None` for SQLite).
+    pub pg_name: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -164,6 +166,7 @@ impl TestDb {
         Self {
             url,
             db,
+            pg_name: None,
             _dir: Some(dir),
         }
     }
@@ -189,7 +192,34 @@ impl TestDb {
         let db = Db::connect(&url, &DbArgs::default())
             .await
             .expect("connect to test database");
-        Self { url, db, _dir: None }
+        Self {
+            url,
+            db,
+            pg_name: Some(name),
+            _dir: None,
+        }
+    }
+
+    /// PostgreSQL only: refuses new connections to this database and cuts the open ones (`false`),
+    /// or lets them in again (`true`) — a database outage as clients see it.
+    pub async fn set_reachable(&self, up: bool) {
+        let name = self.pg_name.as_deref().expect("outages are simulated on PostgreSQL");
+        let admin = Db::connect(&postgres_url(), &DbArgs::default())
+            .await
+            .expect("admin connection");
+        let Db::Postgres(pool) = &admin else { unreachable!() };
+        kafkube_store::sqlx::query(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {up}"))
+            .execute(pool)
+            .await
+            .expect("alter database");
+        if !up {
+            kafkube_store::sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                .bind(name)
+                .execute(pool)
+                .await
+                .expect("terminate connections");
+        }
+        admin.close().await;
     }
 }
 

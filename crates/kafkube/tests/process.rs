@@ -1,0 +1,223 @@
+//! The `kafkube` binary as users and Kubernetes run it: `up` in an empty directory, and logger
+//! replicas as separate processes, one of them killed with SIGKILL mid-stream.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafkube_bus::{Outgoing, Producer};
+use kafkube_store::{Db, DbArgs, on_db};
+use kafkube_testkit::{TestDb, TestKafka, eventually, unique};
+use serde_json::json;
+
+fn kafkube() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kafkube"));
+    c.env("RUST_LOG", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("DATABASE_URL")
+        .env_remove("LOG_DATABASE_URL");
+    c
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Kills the child on drop so a failing test leaves no process behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn scalar(db: &Db, sql: &str) -> i64 {
+    let (n,): (i64,) = on_db!(db, p => sqlx::query_as(sql).fetch_one(p).await).unwrap();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
+    if std::env::var("KAFKUBE_TEST_KAFKA_BROKERS").is_ok() {
+        eprintln!("note: `up` is tested with its embedded broker even when KAFKUBE_TEST_KAFKA_BROKERS is set");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = kafkube()
+        .args(["up", "--students-port", "0"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("`up` prints the API address");
+        if let Some(rest) = line.trim().strip_prefix("students API") {
+            break rest.trim().replace("0.0.0.0", "127.0.0.1");
+        }
+    };
+
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    for i in 0..20 {
+        let res = http
+            .post(&url)
+            .json(&json!({"nim": format!("u{i}"), "nama": "Up"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let logs = Db::connect(
+        &format!("sqlite:{}", dir.path().join("data/event-logs.db").display()),
+        &DbArgs::default(),
+    )
+    .await
+    .unwrap();
+    let logged = eventually(Duration::from_secs(30), || async {
+        (scalar(&logs, "SELECT COUNT(*) FROM event_logs").await >= 1).then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "a POST reaches event_logs");
+    eprintln!("first event logged {:?} after the first POST", started.elapsed());
+
+    // More writes, then Ctrl-C at once: the drain must still log every one of them.
+    for i in 20..60 {
+        http.post(&url)
+            .json(&json!({"nim": format!("u{i}"), "nama": "Up"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    signal(&guard.0, "-INT");
+    let status = tokio::task::spawn_blocking(move || {
+        let s = guard.0.wait().unwrap();
+        std::mem::forget(guard);
+        s
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("kafkube stopped")), "{lines:?}");
+
+    assert_eq!(scalar(&logs, "SELECT COUNT(*) FROM event_logs").await, 60);
+    let main = Db::connect(
+        &format!("sqlite:{}", dir.path().join("data/students.db").display()),
+        &DbArgs::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        scalar(&main, "SELECT COUNT(*) FROM kafkube_outbox").await,
+        0,
+        "nothing left unpublished"
+    );
+}
+
+/// Three `kafkube serve event-logger` processes in one group; one is killed with SIGKILL while
+/// events stream in. Its partitions move to the survivors, and every event is logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logger_replica_killed_mid_stream_loses_and_duplicates_nothing() {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("mahasiswa_events", 4).await;
+    let db = TestDb::postgres().await;
+    // The replicas migrate too (concurrently, under sqlx's migration lock); migrating here first
+    // lets the test query the table from the start.
+    db.db.migrate(&kafkube_students::log_migrations()).await.unwrap();
+    let group = unique("logger");
+    let spawn = |name: &str| {
+        Guard(
+            kafkube()
+                .args(["serve", "event-logger"])
+                .env("KAFKA_BROKERS", kafka.brokers())
+                .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+                .env("LOG_DATABASE_URL", &db.url)
+                .env("MAHASISWA_TOPIC", &topic)
+                .env("EVENT_LOGGER_GROUP_ID", &group)
+                .env("EVENT_LOGGER_INSTANCE", name)
+                .env("EVENT_LOGGER_BATCH", "50")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut replicas = vec![spawn("r0"), spawn("r1"), spawn("r2")];
+
+    // Stream 5,000 events over a few seconds.
+    let cfg = kafka.config();
+    let topic2 = topic.clone();
+    let producer_task = tokio::spawn(async move {
+        let producer = Producer::new(&cfg).unwrap();
+        for chunk in 0..50 {
+            let msgs: Vec<Outgoing> = (chunk * 100..(chunk + 1) * 100)
+                .map(|i| {
+                    let v = json!({"eventId": format!("k{i}"), "eventType": "MAHASISWA_CREATED",
+                                   "timestamp_api_sent": kafkube_core::time::now_epoch_ms(), "data": {"id": i}});
+                    Outgoing::new(&topic2, Some(format!("{}", i % 31)), v.to_string())
+                })
+                .collect();
+            for r in producer.send_all(&msgs).await {
+                r.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+
+    // Once a replica has written rows, kill it without warning.
+    let victim = eventually(Duration::from_secs(60), || async {
+        let (n, name): (i64, String) = match &db.db {
+            Db::Postgres(p) => sqlx::query_as("SELECT COUNT(*), MIN(consumer) FROM event_logs HAVING COUNT(*) > 500")
+                .fetch_optional(p)
+                .await
+                .unwrap()?,
+            Db::Sqlite(_) => unreachable!(),
+        };
+        Some((n, name))
+    })
+    .await
+    .expect("replicas log events");
+    let idx: usize = victim.1.trim_start_matches('r').parse().unwrap();
+    signal(&replicas[idx].0, "-KILL");
+    let _ = replicas[idx].0.wait();
+    eprintln!("killed {} after {} rows", victim.1, victim.0);
+
+    producer_task.await.unwrap();
+    let done = eventually(Duration::from_secs(90), || async {
+        (scalar(&db.db, "SELECT COUNT(*) FROM event_logs").await >= 5000).then_some(())
+    })
+    .await;
+    let rows = scalar(&db.db, "SELECT COUNT(*) FROM event_logs").await;
+    assert!(done.is_some(), "only {rows} of 5000 events logged");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(scalar(&db.db, "SELECT COUNT(*) FROM event_logs").await, 5000);
+    assert_eq!(
+        scalar(&db.db, "SELECT COUNT(DISTINCT event_id) FROM event_logs").await,
+        5000
+    );
+
+    // The survivors stop cleanly on SIGTERM.
+    for (i, r) in replicas.iter_mut().enumerate() {
+        if i != idx {
+            signal(&r.0, "-TERM");
+            assert!(r.0.wait().unwrap().success());
+        }
+    }
+}
