@@ -199,3 +199,15 @@ ensure_hba_trust() {
   cat "$tmp" >"$hba" # rewrite in place, keeping the file's owner and mode
   rm -f "$tmp"
 }
+
+# Drop the per-test databases (kt_*) that earlier runs left behind: each test creates its own
+# database and cannot drop it itself while its pool is open. Do not run two suites at once
+# against the same server.
+drop_stale_test_databases() {
+  local url=${KAFKUBE_TEST_POSTGRES_URL:-$KAFKUBE_DEFAULT_POSTGRES_URL} db
+  command -v psql >/dev/null 2>&1 || return 0
+  while read -r db; do
+    [ -n "$db" ] || continue
+    psql -w -q "$url" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done < <(psql -w -At "$url" -c "SELECT datname FROM pg_database WHERE datname LIKE 'kt\_%'" 2>/dev/null || true)
+}

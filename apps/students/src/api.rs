@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -190,10 +189,7 @@ impl ApiService {
         kafka: &KafkaConfig,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Self> {
-        let db = Db::connect_with_retry(&args.database_url, db_args, shutdown).await?;
-        for m in crate::main_migrations() {
-            db.migrate(&m).await?;
-        }
+        let db = Db::open(&args.db.database_url, db_args, shutdown, &crate::main_migrations()).await?;
         let producer = Producer::new(kafka)?;
         let relay = Relay::new(db.clone(), producer.clone());
         let state = AppState {
@@ -201,15 +197,7 @@ impl ApiService {
             topic: args.topic.as_str().into(),
             relay: relay.notifier(),
         };
-        let readiness = Readiness::new()
-            .check("database", move || {
-                let db = db.clone();
-                async move { db.ping().await.map_err(|e| e.to_string()) }
-            })
-            .check("kafka", move || {
-                let p = producer.clone();
-                async move { p.ping(Duration::from_secs(2)).await.map_err(|e| e.to_string()) }
-            });
+        let readiness = Readiness::new().database("database", db).kafka(producer);
         let router = finish_router(
             router(state).merge(ops_router(json!({"status": "ok"}), readiness)),
             256 * 1024,

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use kafkube_bus::{ConsumerRunner, ConsumerSettings, KafkaConfig, Outgoing, Producer, TopicSpec, ensure_topics};
 use kafkube_core::Shutdown;
 use kafkube_store::{Db, DbArgs};
@@ -60,12 +59,7 @@ pub async fn run(args: &LoggerBenchArgs, kafka: &KafkaConfig) -> anyhow::Result<
     ensure_topics(kafka, &TopicSpec::with_dlq(topic.clone(), args.partitions)).await?;
 
     let producer = Producer::new(kafka)?;
-    let bar = ProgressBar::new(args.events);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} producing {pos}/{len} [{bar:30}] {per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = crate::progress_bar(args.events, "producing");
     let now = kafkube_core::time::now_epoch_ms();
     let mut sent = 0;
     while sent < args.events {
@@ -97,12 +91,7 @@ pub async fn run(args: &LoggerBenchArgs, kafka: &KafkaConfig) -> anyhow::Result<
     let task = tokio::spawn(runner.run(shutdown.clone()));
 
     let target = before + args.events as i64;
-    let bar = ProgressBar::new(args.events);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} logging {pos}/{len} [{bar:30}] {per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = crate::progress_bar(args.events, "logging");
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut first: Option<(Instant, i64)> = None;
     let finished = loop {

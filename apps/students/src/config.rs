@@ -14,21 +14,8 @@ pub struct StudentsArgs {
     #[arg(long = "students-host", env = "STUDENTS_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
 
-    /// Main database (students and their outbox): `sqlite:PATH` or `postgres://…`.
-    #[arg(
-        long = "database-url",
-        env = "DATABASE_URL",
-        default_value = "sqlite:data/students.db"
-    )]
-    pub database_url: String,
-
-    /// Log database, where the event logger writes `event_logs`.
-    #[arg(
-        long = "log-database-url",
-        env = "LOG_DATABASE_URL",
-        default_value = "sqlite:data/event-logs.db"
-    )]
-    pub log_database_url: String,
+    #[command(flatten)]
+    pub db: StudentsDbArgs,
 
     /// Topic the students' change events are published to.
     #[arg(long = "students-topic", env = "MAHASISWA_TOPIC", default_value = "mahasiswa_events")]
@@ -53,6 +40,26 @@ pub struct StudentsArgs {
     /// Name of this logger instance in `event_logs.consumer` (default: host and pid).
     #[arg(long = "event-logger-instance", env = "EVENT_LOGGER_INSTANCE")]
     pub logger_instance: Option<String>,
+}
+
+/// The students app's two databases.
+#[derive(Args, Clone, Debug)]
+pub struct StudentsDbArgs {
+    /// Main database (students and their outbox): `sqlite:PATH` or `postgres://…`.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "sqlite:data/students.db"
+    )]
+    pub database_url: String,
+
+    /// Log database, where the event logger writes `event_logs`.
+    #[arg(
+        long = "log-database-url",
+        env = "LOG_DATABASE_URL",
+        default_value = "sqlite:data/event-logs.db"
+    )]
+    pub log_database_url: String,
 }
 
 impl StudentsArgs {

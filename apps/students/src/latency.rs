@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use kafkube_store::{Db, DbArgs, on_db};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -232,12 +231,7 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<Report> {
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let started_at = Utc::now();
 
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} sending {pos}/{len} [{bar:30}] {per_sec} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = crate::progress_bar(total, "sending");
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let mut interval = (args.rate > 0.0).then(|| {
         let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
@@ -290,11 +284,7 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<Report> {
         eprintln!("{n} request(s) failed: {e}");
     }
 
-    let wait = ProgressBar::new(ids.len() as u64);
-    wait.set_style(
-        ProgressStyle::with_template("{spinner} waiting for event_logs {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let wait = crate::progress_bar(ids.len() as u64, "waiting for event_logs");
     let deadline = Instant::now() + args.wait;
     let samples = loop {
         let found = fetch(&db, started_at, &ids).await?;

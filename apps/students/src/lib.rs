@@ -43,6 +43,16 @@ pub fn log_migrations() -> Migrations {
     }
 }
 
+/// A progress bar for long commands: `{label} {pos}/{len} [bar] {rate}`.
+pub(crate) fn progress_bar(len: u64, label: &str) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{{spinner}} {label} {{pos}}/{{len}} [{{bar:30}}] {{per_sec}} {{msg}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    indicatif::ProgressBar::new(len).with_style(style)
+}
+
 /// The topics the app needs.
 pub fn topics(args: &StudentsArgs) -> Vec<TopicSpec> {
     TopicSpec::with_dlq(args.topic.clone(), args.partitions).to_vec()

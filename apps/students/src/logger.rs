@@ -159,6 +159,8 @@ async fn insert(db: &Db, rows: &[LogRow], processed: DateTime<Utc>, consumer: &s
 /// The event logger as a service.
 pub struct EventLogger {
     runner: ConsumerRunner<EventLogHandler>,
+    db: Db,
+    producer: Producer,
 }
 
 impl EventLogger {
@@ -169,15 +171,22 @@ impl EventLogger {
         kafka: &KafkaConfig,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Self> {
-        let db = Db::connect_with_retry(&args.log_database_url, db_args, shutdown).await?;
-        db.migrate(&crate::log_migrations()).await?;
+        let db = Db::open(&args.db.log_database_url, db_args, shutdown, &[crate::log_migrations()]).await?;
         let mut settings = ConsumerSettings::new(&args.logger_group, &[&args.topic]).max_batch(args.logger_batch);
         if let Some(name) = &args.logger_instance {
             settings = settings.instance(name);
         }
-        let handler = EventLogHandler::new(db, settings.instance.clone());
-        let runner = ConsumerRunner::new(kafka, Producer::new(kafka)?, settings, handler)?;
-        Ok(Self { runner })
+        let handler = EventLogHandler::new(db.clone(), settings.instance.clone());
+        let producer = Producer::new(kafka)?;
+        let runner = ConsumerRunner::new(kafka, producer.clone(), settings, handler)?;
+        Ok(Self { runner, db, producer })
+    }
+
+    /// The checks behind the logger's `/ready`: its database and the broker.
+    pub fn readiness(&self) -> kafkube_http::Readiness {
+        kafkube_http::Readiness::new()
+            .database("database", self.db.clone())
+            .kafka(self.producer.clone())
     }
 
     /// Consumes until `shutdown`; with `drain`, stops once caught up after `drain` trips.

@@ -94,7 +94,9 @@ async fn malformed_records_are_dead_lettered_and_the_rest_logged(backend: Backen
     )
     .await;
     assert_eq!(wait_for_rows(&db.db, 2, Duration::from_secs(30)).await, 2);
-    let dead = kafka.read(&format!("{topic}.dlq"), 4, Duration::from_secs(10)).await;
+    let dead = kafka
+        .read_exact(&format!("{topic}.dlq"), 3, Duration::from_secs(15))
+        .await;
     assert_eq!(dead.len(), 3);
     assert!(
         dead[0].header(Header::ERROR).unwrap().contains("invalid JSON"),

@@ -100,7 +100,9 @@ async fn rejected_and_poison_records_go_to_the_dead_letter_topic_and_the_rest_is
         ["a", "b", "c"].map(String::from).into()
     );
 
-    let dlq = kafka.read(&format!("{topic}.dlq"), 2, Duration::from_secs(20)).await;
+    let dlq = kafka
+        .read_exact(&format!("{topic}.dlq"), 2, Duration::from_secs(20))
+        .await;
     let mut dead: Vec<_> = dlq
         .iter()
         .map(|r| {
@@ -136,7 +138,7 @@ async fn transient_failures_are_retried_without_loss_and_output_is_published() {
     };
     let seen = run_until(&kafka, &topic, &unique("g"), handler, 2).await;
     assert_eq!(seen, vec!["x", "y"]);
-    let out = kafka.read(&out_topic, 2, Duration::from_secs(20)).await;
+    let out = kafka.read_exact(&out_topic, 2, Duration::from_secs(20)).await;
     let mut payloads: Vec<_> = out
         .iter()
         .map(|r| String::from_utf8_lossy(&r.payload).into_owned())

@@ -45,6 +45,22 @@ impl Readiness {
         self
     }
 
+    /// Adds the check every Kafkube service has for its database: a round trip.
+    pub fn database(self, name: &str, db: kafkube_store::Db) -> Self {
+        self.check(name, move || {
+            let db = db.clone();
+            async move { db.ping().await.map_err(|e| e.to_string()) }
+        })
+    }
+
+    /// Adds the broker check: a metadata request answered within 2 s.
+    pub fn kafka(self, producer: kafkube_bus::Producer) -> Self {
+        self.check("kafka", move || {
+            let p = producer.clone();
+            async move { p.ping(Duration::from_secs(2)).await.map_err(|e| e.to_string()) }
+        })
+    }
+
     /// Runs every check (each bounded to 3 s) and reports per check.
     pub async fn run(&self) -> (bool, Value) {
         let results = join_all(self.checks.iter().map(|(name, check)| async move {
@@ -77,6 +93,8 @@ struct OpsState {
 
 /// `/health` (answering `health_body`), `/ready` and `/metrics`.
 pub fn ops_router<S: Clone + Send + Sync + 'static>(health_body: Value, readiness: Readiness) -> Router<S> {
+    // Install the recorder now, so metrics recorded before the first scrape are kept.
+    drop(kafkube_core::telemetry::metrics_handle());
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))

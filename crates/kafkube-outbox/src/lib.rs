@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 /// The channel relays LISTEN on.
 const CHANNEL: &str = "kafkube_outbox";
 /// Advisory lock key that serializes relays on one PostgreSQL database.
-const RELAY_LOCK: i64 = 0x6b61_666b_7562_65;
+const RELAY_LOCK: i64 = 0x006b_6166_6b75_6265;
 
 /// Migrations for the outbox table (versions 1–99 are the outbox's).
 pub fn migrations() -> Migrations {

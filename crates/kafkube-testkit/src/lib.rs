@@ -72,9 +72,20 @@ impl TestKafka {
         name
     }
 
+    /// Reads `topic` expecting exactly `expected` records: waits up to `timeout` for them, then
+    /// 1.5 s more so that a duplicate or stray record would show up too. Returns all it read.
+    pub async fn read_exact(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<ReadRecord> {
+        self.read_inner(topic, expected, timeout, Duration::from_millis(1500))
+            .await
+    }
+
     /// Reads `topic` from the beginning in a fresh group until `count` records arrived or
     /// `timeout` passed; returns what arrived.
     pub async fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<ReadRecord> {
+        self.read_inner(topic, count, timeout, Duration::ZERO).await
+    }
+
+    async fn read_inner(&self, topic: &str, count: usize, timeout: Duration, settle: Duration) -> Vec<ReadRecord> {
         let consumer: StreamConsumer = self
             .config
             .consumer_config(&unique("reader"))
@@ -82,9 +93,17 @@ impl TestKafka {
             .create()
             .expect("create reader");
         consumer.subscribe(&[topic]).expect("subscribe");
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        let mut settling = false;
         let mut out = Vec::new();
-        while out.len() < count {
+        loop {
+            if out.len() >= count && !settling {
+                if settle.is_zero() {
+                    break;
+                }
+                settling = true;
+                deadline = Instant::now() + settle;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, consumer.recv()).await {
                 Ok(Ok(m)) => out.push(ReadRecord {

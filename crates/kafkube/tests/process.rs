@@ -97,6 +97,16 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     .await;
     assert!(logged.is_some(), "a POST reaches event_logs");
     eprintln!("first event logged {:?} after the first POST", started.elapsed());
+    let metrics = http
+        .get(url.replace("/api/mahasiswa", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("end_to_end_latency_seconds_bucket"), "{metrics}");
+    assert!(metrics.contains("kafkube_outbox_published_total"), "{metrics}");
 
     // More writes, then Ctrl-C at once: the drain must still log every one of them.
     for i in 20..60 {
@@ -154,12 +164,13 @@ async fn a_logger_replica_killed_mid_stream_loses_and_duplicates_nothing() {
                 .env("EVENT_LOGGER_GROUP_ID", &group)
                 .env("EVENT_LOGGER_INSTANCE", name)
                 .env("EVENT_LOGGER_BATCH", "50")
+                .env("OPS_PORT", "0")
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),
         )
     };
-    let mut replicas = vec![spawn("r0"), spawn("r1"), spawn("r2")];
+    let mut replicas = [spawn("r0"), spawn("r1"), spawn("r2")];
 
     // Stream 5,000 events over a few seconds.
     let cfg = kafka.config();

@@ -15,8 +15,10 @@ pub fn args(topic: &str, main_url: &str, log_url: &str) -> StudentsArgs {
     StudentsArgs {
         port: 0,
         host: [127, 0, 0, 1].into(),
-        database_url: main_url.to_owned(),
-        log_database_url: log_url.to_owned(),
+        db: kafkube_students::config::StudentsDbArgs {
+            database_url: main_url.to_owned(),
+            log_database_url: log_url.to_owned(),
+        },
         topic: topic.to_owned(),
         logger_group: kafkube_testkit::unique("logger"),
         ..StudentsArgs::defaults()

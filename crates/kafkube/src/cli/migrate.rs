@@ -3,45 +3,31 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use kafkube_store::{Db, DbArgs};
+use kafkube_store::db::redact;
+use kafkube_store::{Db, DbArgs, Migrations};
+use kafkube_students::config::StudentsDbArgs;
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
-    /// Main database.
-    #[arg(
-        long = "database-url",
-        env = "DATABASE_URL",
-        default_value = "sqlite:data/students.db"
-    )]
-    pub database_url: String,
-
-    /// Log database of the students app.
-    #[arg(
-        long = "log-database-url",
-        env = "LOG_DATABASE_URL",
-        default_value = "sqlite:data/event-logs.db"
-    )]
-    pub log_database_url: String,
+    #[command(flatten)]
+    pub students: StudentsDbArgs,
 }
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let opts = DbArgs::default();
-    let main = Db::connect(&args.database_url, &opts).await?;
-    for m in kafkube_students::main_migrations() {
-        main.migrate(&m).await?;
-        println!(
-            "migrated {} on {}",
-            m.name,
-            kafkube_store::db::redact(&args.database_url)
-        );
+    let plan: [(&str, Vec<Migrations>); 2] = [
+        (&args.students.database_url, kafkube_students::main_migrations().into()),
+        (
+            &args.students.log_database_url,
+            vec![kafkube_students::log_migrations()],
+        ),
+    ];
+    for (url, migrations) in plan {
+        let db = Db::connect(url, &DbArgs::default()).await?;
+        for m in &migrations {
+            db.migrate(m).await?;
+            println!("migrated {} on {}", m.name, redact(url));
+        }
+        db.close().await;
     }
-    let log = Db::connect(&args.log_database_url, &opts).await?;
-    let m = kafkube_students::log_migrations();
-    log.migrate(&m).await?;
-    println!(
-        "migrated {} on {}",
-        m.name,
-        kafkube_store::db::redact(&args.log_database_url)
-    );
     Ok(ExitCode::SUCCESS)
 }

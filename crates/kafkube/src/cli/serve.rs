@@ -6,8 +6,11 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use kafkube_bus::{KafkaArgs, KafkaConfig, ensure_topics};
 use kafkube_core::Shutdown;
+use kafkube_http::{HttpServer, Readiness, finish_router, ops_router};
 use kafkube_store::DbArgs;
 use kafkube_students::{ApiService, EventLogger, StudentsArgs};
+use serde_json::json;
+use std::net::SocketAddr;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -48,7 +51,22 @@ pub enum Service {
         common: Common,
         #[command(flatten)]
         students: StudentsArgs,
+        /// Port of the logger's /health, /ready and /metrics (0 picks a free port).
+        #[arg(long = "ops-port", env = "OPS_PORT", default_value_t = 9090)]
+        ops_port: u16,
     },
+}
+
+/// `/health`, `/ready` and `/metrics` for a service that has no HTTP API of its own, so
+/// Kubernetes can probe it and Prometheus scrape it.
+async fn ops_server(
+    port: u16,
+    readiness: Readiness,
+    shutdown: &Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let router = finish_router(ops_router(json!({"status": "ok"}), readiness), 16 * 1024);
+    let server = HttpServer::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
+    Ok(tokio::spawn(server.serve(router, shutdown.clone())))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -61,11 +79,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let api = ApiService::build(&students, &common.db, &kafka, &shutdown).await?;
             api.run(shutdown).await?;
         }
-        Service::EventLogger { common, students } => {
+        Service::EventLogger {
+            common,
+            students,
+            ops_port,
+        } => {
             let kafka = common.kafka()?;
             ensure_topics(&kafka, &kafkube_students::topics(&students)).await?;
             let logger = EventLogger::build(&students, &common.db, &kafka, &shutdown).await?;
+            let ops = ops_server(ops_port, logger.readiness(), &shutdown).await?;
             logger.run(shutdown, None).await?;
+            ops.await??;
         }
     }
     Ok(ExitCode::SUCCESS)

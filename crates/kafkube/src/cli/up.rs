@@ -67,14 +67,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("  students API   http://{}/api/mahasiswa", api.local_addr());
     println!(
         "  event logger   group {} on {} → {}",
-        args.students.logger_group, args.students.topic, args.students.log_database_url
+        args.students.logger_group, args.students.topic, args.students.db.log_database_url
     );
     println!("Press Ctrl-C to drain and stop.");
 
-    let api_task = tokio::spawn(api.run(intake.clone()));
-    let logger_task = tokio::spawn(logger.run(hard.clone(), Some(drain.clone())));
+    let mut api_task = tokio::spawn(api.run(intake.clone()));
+    let mut logger_task = tokio::spawn(logger.run(hard.clone(), Some(drain.clone())));
+    let mut ok = true;
 
-    intake.cancelled().await;
+    // Run until Ctrl-C, or until a service stops on its own (an error): then stop the rest.
+    let mut api_done = None;
+    let mut logger_done = None;
+    tokio::select! {
+        () = intake.cancelled() => {}
+        r = &mut api_task => api_done = Some(r),
+        r = &mut logger_task => logger_done = Some(r),
+    }
+    if !intake.is_triggered() {
+        eprintln!("a service stopped unexpectedly; shutting down");
+        ok = false;
+        intake.trigger();
+    }
     // A second Ctrl-C skips the drain.
     let force = hard.clone();
     tokio::spawn(async move {
@@ -83,26 +96,41 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             force.trigger();
         }
     });
-    let mut ok = true;
-    if let Err(e) = api_task.await? {
-        eprintln!("students API: {e:#}");
-        ok = false;
-    }
+    let api_result = match api_done {
+        Some(r) => r,
+        None => api_task.await,
+    };
+    ok &= report("students API", api_result);
     drain.trigger();
     let timeout = Duration::from_secs(args.drain_timeout_secs);
-    match tokio::time::timeout(timeout, logger_task).await {
-        Ok(r) => {
-            if let Err(e) = r? {
-                eprintln!("event logger: {e:#}");
-                ok = false;
-            }
-        }
-        Err(_) => {
+    let logger_result = match logger_done {
+        Some(r) => Some(r),
+        None => tokio::time::timeout(timeout, &mut logger_task).await.ok(),
+    };
+    match logger_result {
+        Some(r) => ok &= report("event logger", r),
+        None => {
             eprintln!("event logger did not catch up within {}s; stopping", timeout.as_secs());
             hard.trigger();
+            ok &= report("event logger", logger_task.await);
         }
     }
     drop(embedded);
     println!("kafkube stopped.");
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints a service's failure; true when it ended cleanly.
+fn report(name: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> bool {
+    match r {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            eprintln!("{name}: {e:#}");
+            false
+        }
+        Err(e) => {
+            eprintln!("{name} crashed: {e}");
+            false
+        }
+    }
 }
