@@ -25,8 +25,10 @@ pub struct LoggerBenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
 
-    /// Partitions of the benchmark topic.
-    #[arg(long, default_value_t = 4)]
+    /// Partitions of the benchmark topic. The embedded broker keeps at most 5 MiB or 100,000
+    /// records per partition and drops the oldest beyond that, so all events must fit before
+    /// the logger starts: about 20,000 events per partition.
+    #[arg(long, default_value_t = 16)]
     pub partitions: i32,
 
     /// Database to log into (a fresh `sqlite:` file is a fair default; use a PostgreSQL URL to
@@ -92,8 +94,8 @@ pub async fn run(args: &LoggerBenchArgs, kafka: &KafkaConfig) -> anyhow::Result<
 
     let target = before + args.events as i64;
     let bar = crate::progress_bar(args.events, "logging");
-    let deadline = Instant::now() + Duration::from_secs(600);
     let mut first: Option<(Instant, i64)> = None;
+    let mut progress = (Instant::now(), before);
     let finished = loop {
         let n = count(&db).await?;
         bar.set_position((n - before) as u64);
@@ -103,10 +105,15 @@ pub async fn run(args: &LoggerBenchArgs, kafka: &KafkaConfig) -> anyhow::Result<
         if n >= target {
             break Instant::now();
         }
-        if Instant::now() > deadline {
+        if n > progress.1 {
+            progress = (Instant::now(), n);
+        } else if progress.0.elapsed() > Duration::from_secs(20) {
             shutdown.trigger();
+            task.await??;
             bail!(
-                "the logger wrote {} of {} events in 10 minutes",
+                "the logger stalled at {} of {} events. On the embedded broker a partition keeps at most \
+                 5 MiB / 100,000 records, so events beyond that were dropped before the logger read them: \
+                 use more --partitions or fewer --events",
                 n - before,
                 args.events
             );

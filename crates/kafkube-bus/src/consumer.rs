@@ -178,7 +178,24 @@ struct RunnerContext {
     group: String,
 }
 
-impl ClientContext for RunnerContext {}
+impl ClientContext for RunnerContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if message.contains("offset reset") {
+            // The broker no longer has the records this group was about to read (retention ran
+            // past it — on the embedded broker after 5 MiB per partition): they are skipped.
+            tracing::error!(group = %self.group, detail = %message, "records were skipped: the broker no longer holds them");
+            metrics::counter!("kafkube_consumer_offset_resets_total", "group" => self.group.clone()).increment(1);
+            return;
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+            L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+}
 
 impl ConsumerContext for RunnerContext {
     fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -5,7 +5,15 @@ mod cli;
 
 use clap::Parser;
 
-fn main() -> std::process::ExitCode {
+fn main() {
+    let code = run();
+    // Every service has finished (offsets committed, group left) before `run` returns. Exit
+    // now rather than through the runtime's drop, which would block on any client still
+    // trying to reach a broker that has gone away.
+    std::process::exit(i32::from(code != std::process::ExitCode::SUCCESS))
+}
+
+fn run() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     kafkube_core::telemetry::init_logging(cli.log_format, cli::DEFAULT_LOG_FILTER);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -15,11 +23,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli.command.run()) {
+    let code = match runtime.block_on(cli.command.run()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // Do not wait for leftover tasks (see `main`).
+    runtime.shutdown_background();
+    code
 }

@@ -70,7 +70,7 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
             .recv_timeout(Duration::from_secs(60))
             .expect("`up` prints the API address");
         if let Some(rest) = line.trim().strip_prefix("students API") {
-            break rest.trim().replace("0.0.0.0", "127.0.0.1");
+            break rest.trim().replace("localhost", "127.0.0.1");
         }
     };
 
@@ -108,6 +108,25 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     assert!(metrics.contains("end_to_end_latency_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("kafkube_outbox_published_total"), "{metrics}");
 
+    // The seed's latency test, as users run it against `up`.
+    let csv = dir.path().join("latency.csv");
+    let out = kafkube()
+        .args(["latency", "--count", "50", "--url", &url.replace("/api/mahasiswa", ""), "--csv"])
+        .arg(&csv)
+        .env("LOG_DATABASE_URL", format!("sqlite:{}", dir.path().join("data/event-logs.db").display()))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}\n{}", String::from_utf8_lossy(&out.stderr));
+    for row in ["L_end_to_end", "L_kafka_queue", "L_consumer_processing"] {
+        let line = table.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no {row} in\n{table}"));
+        assert_eq!(line.split_whitespace().count(), 7, "{line}");
+    }
+    assert!(table.lines().next().unwrap().split_whitespace().eq(["latency", "(ms)", "avg", "min", "max", "P50", "P95", "P99"]));
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 51, "header and one row per event");
+    assert!(rows.starts_with("event_id,timestamp_api_sent,timestamp_kafka_received,timestamp_processed,"));
+
     // More writes, then Ctrl-C at once: the drain must still log every one of them.
     for i in 20..60 {
         http.post(&url)
@@ -128,7 +147,7 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     let lines: Vec<String> = rx.try_iter().collect();
     assert!(lines.iter().any(|l| l.contains("kafkube stopped")), "{lines:?}");
 
-    assert_eq!(scalar(&logs, "SELECT COUNT(*) FROM event_logs").await, 60);
+    assert_eq!(scalar(&logs, "SELECT COUNT(*) FROM event_logs").await, 110);
     let main = Db::connect(
         &format!("sqlite:{}", dir.path().join("data/students.db").display()),
         &DbArgs::default(),

@@ -64,7 +64,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         ),
         None => println!("kafkube is up. Kafka: {brokers}."),
     }
-    println!("  students API   http://{}/api/mahasiswa", api.local_addr());
+    println!("  students API   {}/api/mahasiswa", base_url(api.local_addr()));
     println!(
         "  event logger   group {} on {} → {}",
         args.students.logger_group, args.students.topic, args.students.db.log_database_url
@@ -132,5 +132,14 @@ fn report(name: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> 
             eprintln!("{name} crashed: {e}");
             false
         }
+    }
+}
+
+/// `http://localhost:PORT` for a wildcard bind, the address itself otherwise.
+fn base_url(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
     }
 }
