@@ -111,12 +111,13 @@ impl KafkaConfig {
     }
 
     /// Idempotent producer: `acks=all`, no duplicates or reordering from internal retries,
-    /// a short linger because Kafkube's events are latency-sensitive.
+    /// no linger: Kafkube's events are latency-sensitive, and messages queued while a request is
+    /// in flight are still batched (raise it with `KAFKA_OPTIONS=linger.ms=5` for bulk loads).
     pub fn producer_config(&self) -> ClientConfig {
         let mut c = self.base();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "1")
+            .set("linger.ms", "0")
             .set("message.timeout.ms", self.message_timeout.as_millis().to_string())
             .set("compression.type", "none");
         self.apply_overrides(c)
