@@ -111,18 +111,42 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     // The seed's latency test, as users run it against `up`.
     let csv = dir.path().join("latency.csv");
     let out = kafkube()
-        .args(["latency", "--count", "50", "--url", &url.replace("/api/mahasiswa", ""), "--csv"])
+        .args([
+            "latency",
+            "--count",
+            "50",
+            "--url",
+            &url.replace("/api/mahasiswa", ""),
+            "--csv",
+        ])
         .arg(&csv)
-        .env("LOG_DATABASE_URL", format!("sqlite:{}", dir.path().join("data/event-logs.db").display()))
+        .env(
+            "LOG_DATABASE_URL",
+            format!("sqlite:{}", dir.path().join("data/event-logs.db").display()),
+        )
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{table}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for row in ["L_end_to_end", "L_kafka_queue", "L_consumer_processing"] {
-        let line = table.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no {row} in\n{table}"));
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row} in\n{table}"));
         assert_eq!(line.split_whitespace().count(), 7, "{line}");
     }
-    assert!(table.lines().next().unwrap().split_whitespace().eq(["latency", "(ms)", "avg", "min", "max", "P50", "P95", "P99"]));
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["latency", "(ms)", "avg", "min", "max", "P50", "P95", "P99"])
+    );
     let rows = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(rows.lines().count(), 51, "header and one row per event");
     assert!(rows.starts_with("event_id,timestamp_api_sent,timestamp_kafka_received,timestamp_processed,"));
