@@ -169,3 +169,67 @@ backend_tests!(
     each_change_publishes_exactly_one_keyed_event,
     a_broker_outage_delays_events_and_loses_none,
 );
+
+/// The plumbing every API shares: JSON errors for an oversized body, an unknown route and a
+/// wrong method; the ops endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plumbing_errors_are_json_and_ops_endpoints_answer() {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("mahasiswa_events", 1).await;
+    let db = TestDb::sqlite().await;
+    let api = common::start_api(&common::args(&topic, &db.url, &db.url), &kafka.config()).await;
+    let http = reqwest::Client::new();
+
+    let huge = format!(r#"{{"nim": "1", "nama": "{}"}}"#, "x".repeat(300 * 1024));
+    let res = http
+        .post(api.url("/api/mahasiswa"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert!(res.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+
+    let res = http.get(api.url("/nope")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "no such route");
+    let res = http.patch(api.url("/api/mahasiswa")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert!(res.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+    let res = http
+        .post(api.url("/api/mahasiswa"))
+        .body(r#"{"nim":"1","nama":"A"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415, "a JSON body needs its content type");
+
+    assert_eq!(
+        http.get(api.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap(),
+        json!({"status": "ok"})
+    );
+    let ready: serde_json::Value = http.get(api.url("/ready")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["ready"], true);
+    let metrics = http
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert_eq!(
+        kafkube_outbox::pending(&db.db).await.unwrap(),
+        0,
+        "no failed request wrote an event"
+    );
+    api.stop().await;
+}
