@@ -51,7 +51,7 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = kafkube()
-        .args(["up", "--students-port", "0"])
+        .args(["up", "--students-port", "0", "--aggregator-port", "0"])
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -65,14 +65,21 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
             let _ = tx.send(line);
         }
     });
-    let url = loop {
+    let mut url = None;
+    let mut aggregator = None;
+    while url.is_none() || aggregator.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
-            .expect("`up` prints the API address");
+            .expect("`up` prints its addresses");
         if let Some(rest) = line.trim().strip_prefix("students API") {
-            break rest.trim().replace("localhost", "127.0.0.1");
+            url = Some(rest.trim().replace("localhost", "127.0.0.1"));
         }
-    };
+        if let Some(rest) = line.trim().strip_prefix("log aggregator") {
+            let publish = rest.split_whitespace().next().unwrap();
+            aggregator = Some(publish.replace("localhost", "127.0.0.1"));
+        }
+    }
+    let (url, aggregator) = (url.unwrap(), aggregator.unwrap());
 
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -107,6 +114,20 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
         .unwrap();
     assert!(metrics.contains("end_to_end_latency_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("kafkube_outbox_published_total"), "{metrics}");
+
+    // The log aggregator runs in the same process.
+    let event =
+        json!({"topic": "auth", "event_id": "up-1", "timestamp": "2025-12-19T00:00:00Z", "source": "t", "payload": {}});
+    let res: serde_json::Value = http
+        .post(&aggregator)
+        .json(&json!([event, event]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res, json!({"accepted": 2, "inserted": 1, "duplicates": 1}));
 
     // The seed's latency test, as users run it against `up`.
     let csv = dir.path().join("latency.csv");

@@ -11,6 +11,14 @@ use kafkube_students::config::StudentsDbArgs;
 pub struct MigrateArgs {
     #[command(flatten)]
     pub students: StudentsDbArgs,
+
+    /// The log aggregator's database.
+    #[arg(
+        long = "aggregator-database-url",
+        env = "AGGREGATOR_DATABASE_URL",
+        default_value = "sqlite:data/aggregator.db"
+    )]
+    pub aggregator_database_url: String,
 }
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
+use kafkube_aggregator::{AggregatorArgs, AggregatorService};
 use kafkube_bus::{KafkaArgs, KafkaConfig, ensure_topics};
 use kafkube_core::Shutdown;
 use kafkube_http::{HttpServer, Readiness, finish_router, ops_router};
@@ -45,6 +46,13 @@ pub enum Service {
         #[command(flatten)]
         students: StudentsArgs,
     },
+    /// Log aggregator on port 8080: `POST /publish` and Kafka ingest, deduplicated.
+    Aggregator {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        aggregator: AggregatorArgs,
+    },
     /// Event logger: `mahasiswa_events` → `event_logs`. Run several in one group to scale out.
     EventLogger {
         #[command(flatten)]
@@ -78,6 +86,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ensure_topics(&kafka, &kafkube_students::topics(&students)).await?;
             let api = ApiService::build(&students, &common.db, &kafka, &shutdown).await?;
             api.run(shutdown).await?;
+        }
+        Service::Aggregator { common, aggregator } => {
+            let kafka = common.kafka()?;
+            ensure_topics(&kafka, &kafkube_aggregator::topics(&aggregator)).await?;
+            let svc = AggregatorService::build(&aggregator, &common.db, &kafka, &shutdown).await?;
+            svc.run(shutdown.clone(), shutdown, None).await?;
         }
         Service::EventLogger {
             common,

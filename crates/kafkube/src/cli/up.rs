@@ -4,15 +4,20 @@
 //! service, and on Ctrl-C drains in order: stop HTTP intake, publish what the outboxes still
 //! hold, let the consumers catch up, then stop the broker. A second Ctrl-C stops at once.
 
+use std::future::Future;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use kafkube_aggregator::{AggregatorArgs, AggregatorService};
 use kafkube_bus::{EmbeddedBroker, KafkaArgs, KafkaConfig, ensure_topics};
 use kafkube_core::Shutdown;
 use kafkube_store::DbArgs;
 use kafkube_students::{ApiService, EventLogger, StudentsArgs};
+use tokio::task::JoinHandle;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -25,9 +30,43 @@ pub struct UpArgs {
     #[command(flatten)]
     pub students: StudentsArgs,
 
+    #[command(flatten)]
+    pub aggregator: AggregatorArgs,
+
     /// How long Ctrl-C waits for consumers to catch up before stopping anyway.
     #[arg(long, env = "KAFKUBE_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     pub drain_timeout_secs: u64,
+}
+
+/// The stop signals of `up`, in the order they trip.
+struct Stops {
+    /// Ctrl-C: HTTP servers stop taking requests.
+    intake: Shutdown,
+    /// After intake has stopped and the outboxes are flushed: consumers stop once caught up.
+    drain: Shutdown,
+    /// Drain timeout or a second Ctrl-C: everything stops now.
+    hard: Shutdown,
+    failed: Arc<AtomicBool>,
+}
+
+impl Stops {
+    /// Runs a service; if it ends before Ctrl-C (an error), everything is stopped.
+    fn spawn<F>(&self, name: &'static str, service: F) -> (&'static str, JoinHandle<anyhow::Result<()>>)
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (intake, failed) = (self.intake.clone(), self.failed.clone());
+        let task = tokio::spawn(async move {
+            let r = service.await;
+            if !intake.is_triggered() {
+                eprintln!("{name} stopped unexpectedly; shutting down");
+                failed.store(true, Ordering::SeqCst);
+                intake.trigger();
+            }
+            r
+        });
+        (name, task)
+    }
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -41,14 +80,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         (None, None) => unreachable!("an embedded broker is started when no brokers are given"),
     };
     let kafka = KafkaConfig::from_args(&args.kafka, brokers.clone())?;
-    ensure_topics(&kafka, &kafkube_students::topics(&args.students)).await?;
+    let mut topics = kafkube_students::topics(&args.students);
+    topics.extend(kafkube_aggregator::topics(&args.aggregator));
+    ensure_topics(&kafka, &topics).await?;
 
-    let intake = Shutdown::new();
-    intake.trigger_on_signals();
-    let hard = Shutdown::new();
-    let drain = Shutdown::new();
+    let stops = Stops {
+        intake: Shutdown::new(),
+        drain: Shutdown::new(),
+        hard: Shutdown::new(),
+        failed: Arc::default(),
+    };
+    stops.intake.trigger_on_signals();
 
-    let api = ApiService::build(&args.students, &args.db, &kafka, &intake)
+    let students = ApiService::build(&args.students, &args.db, &kafka, &stops.intake)
         .await
         .with_context(|| {
             format!(
@@ -56,7 +100,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 args.students.port
             )
         })?;
-    let logger = EventLogger::build(&args.students, &args.db, &kafka, &intake).await?;
+    let logger = EventLogger::build(&args.students, &args.db, &kafka, &stops.intake).await?;
+    let aggregator = AggregatorService::build(&args.aggregator, &args.db, &kafka, &stops.intake)
+        .await
+        .with_context(|| {
+            format!(
+                "log aggregator (port {}; change it with --aggregator-port / AGGREGATOR_PORT)",
+                args.aggregator.port
+            )
+        })?;
 
     match &embedded {
         Some(_) => println!(
@@ -64,56 +116,56 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         ),
         None => println!("kafkube is up. Kafka: {brokers}."),
     }
-    println!("  students API   {}/api/mahasiswa", base_url(api.local_addr()));
+    println!("  students API   {}/api/mahasiswa", base_url(students.local_addr()));
     println!(
         "  event logger   group {} on {} → {}",
         args.students.logger_group, args.students.topic, args.students.db.log_database_url
     );
+    println!(
+        "  log aggregator {}/publish (and Kafka topics {})",
+        base_url(aggregator.local_addr()),
+        args.aggregator.kafka_topics.join(",")
+    );
     println!("Press Ctrl-C to drain and stop.");
 
-    let mut api_task = tokio::spawn(api.run(intake.clone()));
-    let mut logger_task = tokio::spawn(logger.run(hard.clone(), Some(drain.clone())));
-    let mut ok = true;
+    // Intake services stop on Ctrl-C (their outboxes flush as they stop); consumers then drain.
+    let intake_tasks = [stops.spawn("students API", students.run(stops.intake.clone()))];
+    let drain_tasks = [
+        stops.spawn(
+            "event logger",
+            logger.run(stops.hard.clone(), Some(stops.drain.clone())),
+        ),
+        stops.spawn(
+            "log aggregator",
+            aggregator.run(stops.intake.clone(), stops.hard.clone(), Some(stops.drain.clone())),
+        ),
+    ];
 
-    // Run until Ctrl-C, or until a service stops on its own (an error): then stop the rest.
-    let mut api_done = None;
-    let mut logger_done = None;
-    tokio::select! {
-        () = intake.cancelled() => {}
-        r = &mut api_task => api_done = Some(r),
-        r = &mut logger_task => logger_done = Some(r),
-    }
-    if !intake.is_triggered() {
-        eprintln!("a service stopped unexpectedly; shutting down");
-        ok = false;
-        intake.trigger();
-    }
+    stops.intake.cancelled().await;
     // A second Ctrl-C skips the drain.
-    let force = hard.clone();
+    let force = stops.hard.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("second Ctrl-C: stopping without draining");
             force.trigger();
         }
     });
-    let api_result = match api_done {
-        Some(r) => r,
-        None => api_task.await,
-    };
-    ok &= report("students API", api_result);
-    drain.trigger();
-    let timeout = Duration::from_secs(args.drain_timeout_secs);
-    let logger_result = match logger_done {
-        Some(r) => Some(r),
-        None => tokio::time::timeout(timeout, &mut logger_task).await.ok(),
-    };
-    match logger_result {
-        Some(r) => ok &= report("event logger", r),
-        None => {
-            eprintln!("event logger did not catch up within {}s; stopping", timeout.as_secs());
-            hard.trigger();
-            ok &= report("event logger", logger_task.await);
-        }
+    let mut ok = !stops.failed.load(Ordering::SeqCst);
+    for (name, task) in intake_tasks {
+        ok &= report(name, task.await);
+    }
+    stops.drain.trigger();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.drain_timeout_secs);
+    for (name, mut task) in drain_tasks {
+        let result = match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(r) => r,
+            Err(_) => {
+                eprintln!("{name} did not catch up within {}s; stopping", args.drain_timeout_secs);
+                stops.hard.trigger();
+                task.await
+            }
+        };
+        ok &= report(name, result);
     }
     drop(embedded);
     println!("kafkube stopped.");

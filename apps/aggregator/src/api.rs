@@ -1,0 +1,173 @@
+//! The aggregator's HTTP API (port 8080) and the service that runs it with the Kafka ingest.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kafkube_bus::{ConsumerRunner, ConsumerSettings, KafkaConfig, Producer};
+use kafkube_core::Shutdown;
+use kafkube_http::{HttpServer, Json, Query, Readiness, error_response, finish_router, ops_router};
+use kafkube_store::{Db, DbArgs, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AggregatorArgs;
+use crate::consumer::IngestHandler;
+use crate::model::parse_body;
+use crate::store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub started: Instant,
+    pub max_events: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_transient() {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        error_response(status, self.to_string())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/publish", post(publish))
+        .route("/events", get(events))
+        .route("/stats", get(stats))
+        .with_state(state)
+}
+
+async fn publish(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Response, ApiError> {
+    let events = parse_body(body, s.max_events).map_err(ApiError::Invalid)?;
+    let r = store::ingest(&s.db, &events).await?;
+    Ok(Json(r).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    topic: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=5000).contains(&limit) {
+        return Err(ApiError::Invalid("`limit` must be between 1 and 5000".into()));
+    }
+    let topic = q.topic.as_deref().filter(|t| !t.is_empty());
+    Ok(Json(store::events(&s.db, topic, limit).await?).into_response())
+}
+
+async fn stats(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let c = store::counters(&s.db).await?;
+    Ok(Json(json!({
+        "received": c.received,
+        "unique_processed": c.unique_processed,
+        "duplicate_dropped": c.duplicate_dropped,
+        "topics": c.topics,
+        "uptime": s.started.elapsed().as_secs(),
+    }))
+    .into_response())
+}
+
+/// The aggregator as a service: HTTP ingest plus the Kafka ingest consumer.
+pub struct AggregatorService {
+    server: HttpServer,
+    router: Router,
+    consumer: ConsumerRunner<IngestHandler>,
+}
+
+impl AggregatorService {
+    pub async fn build(
+        args: &AggregatorArgs,
+        db_args: &DbArgs,
+        kafka: &KafkaConfig,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Self> {
+        let db = Db::open(&args.database_url, db_args, shutdown, &[crate::migrations()]).await?;
+        let producer = Producer::new(kafka)?;
+        let topics: Vec<&str> = args.kafka_topics.iter().map(String::as_str).collect();
+        let settings = ConsumerSettings::new(&args.group, &topics).max_batch(args.batch);
+        let consumer = ConsumerRunner::new(
+            kafka,
+            producer.clone(),
+            settings,
+            IngestHandler::new(db.clone(), args.max_events),
+        )?;
+        let state = AppState {
+            db: db.clone(),
+            started: Instant::now(),
+            max_events: args.max_events,
+        };
+        let readiness = Readiness::new().database("database", db).kafka(producer);
+        // Large enough for `max_events` events of a few hundred bytes each.
+        let body_limit = (args.max_events * 2048).max(1 << 20);
+        let router = finish_router(
+            router(state).merge(ops_router(json!({"ok": true}), readiness)),
+            body_limit,
+        );
+        let server = HttpServer::bind(SocketAddr::new(args.host, args.port)).await?;
+        Ok(Self {
+            server,
+            router,
+            consumer,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Serves until `http_stop`. The Kafka ingest stops on `consumer_stop`, or — with `drain` —
+    /// once it has caught up after `drain` trips (how `kafkube up` stops).
+    pub async fn run(
+        self,
+        http_stop: Shutdown,
+        consumer_stop: Shutdown,
+        drain: Option<Shutdown>,
+    ) -> anyhow::Result<()> {
+        let consumer = match drain {
+            Some(d) => tokio::spawn(self.consumer.run_until_drained(consumer_stop, d)),
+            None => tokio::spawn(self.consumer.run(consumer_stop)),
+        };
+        let served = self.server.serve(self.router, http_stop).await;
+        consumer.await??;
+        Ok(served?)
+    }
+}

@@ -1,0 +1,85 @@
+//! Options of the log aggregator.
+
+use std::net::IpAddr;
+
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct AggregatorArgs {
+    /// Port of the aggregator API.
+    #[arg(
+        id = "aggregator-port",
+        long = "aggregator-port",
+        env = "AGGREGATOR_PORT",
+        default_value_t = 8080
+    )]
+    pub port: u16,
+
+    /// Address the aggregator API binds to.
+    #[arg(
+        id = "aggregator-host",
+        long = "aggregator-host",
+        env = "AGGREGATOR_HOST",
+        default_value = "0.0.0.0"
+    )]
+    pub host: IpAddr,
+
+    /// The aggregator's database: `sqlite:PATH` or `postgres://…`.
+    #[arg(
+        id = "aggregator-database-url",
+        long = "aggregator-database-url",
+        env = "AGGREGATOR_DATABASE_URL",
+        default_value = "sqlite:data/aggregator.db"
+    )]
+    pub database_url: String,
+
+    /// Kafka topics whose records are ingested like `POST /publish` bodies (comma-separated).
+    #[arg(
+        id = "aggregator-topics",
+        long = "aggregator-topics",
+        env = "AGGREGATOR_TOPICS",
+        default_value = "logs",
+        value_delimiter = ','
+    )]
+    pub kafka_topics: Vec<String>,
+
+    /// Consumer group of the Kafka ingest.
+    #[arg(
+        id = "aggregator-group",
+        long = "aggregator-group",
+        env = "AGGREGATOR_GROUP_ID",
+        default_value = "aggregator"
+    )]
+    pub group: String,
+
+    /// Largest batch of Kafka records ingested in one statement.
+    #[arg(
+        id = "aggregator-batch",
+        long = "aggregator-batch",
+        env = "AGGREGATOR_BATCH",
+        default_value_t = 1000
+    )]
+    pub batch: usize,
+
+    /// Largest number of events one `POST /publish` may carry.
+    #[arg(
+        id = "aggregator-max-events",
+        long = "aggregator-max-events",
+        env = "AGGREGATOR_MAX_EVENTS",
+        default_value_t = 5000
+    )]
+    pub max_events: usize,
+}
+
+impl AggregatorArgs {
+    /// Defaults, as if no flag or variable were given (tests start from this).
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: AggregatorArgs,
+        }
+        Wrapper::parse_from(["kafkube"]).args
+    }
+}

@@ -1,0 +1,36 @@
+//! The log aggregator app (seed `003`, "Pub-Sub Log Aggregator").
+//!
+//! Events `{topic, event_id, timestamp, source, payload}` arrive over HTTP (`POST /publish`, port
+//! 8080) and from Kafka (a consumer group on a topic list); both paths go through one
+//! [`store::ingest`], which deduplicates on `(topic, event_id)` with the database's unique
+//! constraint and updates the counters in the same statement/transaction, so
+//! `received == unique_processed + duplicate_dropped` holds under concurrency, across replicas
+//! and through restarts.
+
+pub mod api;
+pub mod config;
+pub mod consumer;
+pub mod model;
+pub mod store;
+
+pub use api::AggregatorService;
+pub use config::AggregatorArgs;
+
+use kafkube_bus::TopicSpec;
+use kafkube_store::Migrations;
+
+pub fn migrations() -> Migrations {
+    Migrations {
+        name: "aggregator",
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+        postgres: sqlx::migrate!("./migrations/postgres"),
+    }
+}
+
+/// The topics the Kafka ingest consumes (and their dead-letter topics).
+pub fn topics(args: &AggregatorArgs) -> Vec<TopicSpec> {
+    args.kafka_topics
+        .iter()
+        .flat_map(|t| TopicSpec::with_dlq(t.clone(), 4))
+        .collect()
+}

@@ -1,0 +1,267 @@
+//! The aggregator contract on SQLite and PostgreSQL: body shapes, 400s that name the event and
+//! field, deduplication by `(topic, event_id)` under concurrency and across restarts, the
+//! counters' invariant, and HTTP and Kafka ingest deduplicated against each other.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use kafkube_aggregator::api::{AppState, router};
+use kafkube_aggregator::{AggregatorArgs, AggregatorService};
+use kafkube_core::Shutdown;
+use kafkube_store::{Db, DbArgs};
+use kafkube_testkit::{Backend, TestDb, TestKafka, backend_tests, eventually};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn ev(topic: &str, id: &str) -> Value {
+    json!({"topic": topic, "event_id": id, "timestamp": "2025-12-19T00:00:00Z", "source": "demo", "payload": {"x": 1}})
+}
+
+async fn app(backend: Backend) -> (TestDb, AppState) {
+    let t = TestDb::new(backend).await;
+    t.db.migrate(&kafkube_aggregator::migrations()).await.unwrap();
+    let state = AppState {
+        db: t.db.clone(),
+        started: Instant::now(),
+        max_events: 5000,
+    };
+    (t, state)
+}
+
+async fn call(state: &AppState, method: &str, uri: &str, body: Option<String>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let res = router(state.clone())
+        .oneshot(req.body(body.map_or_else(Body::empty, Body::from)).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn publish(state: &AppState, body: Value) -> (StatusCode, Value) {
+    call(state, "POST", "/publish", Some(body.to_string())).await
+}
+
+async fn stats_hold_the_invariant(state: &AppState) -> Value {
+    let (status, s) = call(state, "GET", "/stats", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for key in ["received", "unique_processed", "duplicate_dropped", "topics", "uptime"] {
+        assert!(s.get(key).is_some(), "missing {key}: {s}");
+    }
+    assert_eq!(
+        s["received"].as_i64().unwrap(),
+        s["unique_processed"].as_i64().unwrap() + s["duplicate_dropped"].as_i64().unwrap()
+    );
+    s
+}
+
+async fn body_shapes_and_deduplication(backend: Backend) {
+    let (_t, state) = app(backend).await;
+    assert_eq!(
+        publish(&state, ev("auth", "A-1")).await,
+        (StatusCode::OK, json!({"accepted": 1, "inserted": 1, "duplicates": 0}))
+    );
+    // Same id, other topic: a different event.
+    assert_eq!(publish(&state, json!([ev("payment", "A-1")])).await.1["inserted"], 1);
+    // A batch of 5 with 2 repeats (one of them of an earlier batch).
+    let batch = json!({"events": [ev("orders", "o1"), ev("orders", "o2"), ev("orders", "o1"), ev("orders", "o3"), ev("auth", "A-1")]});
+    assert_eq!(
+        publish(&state, batch).await.1,
+        json!({"accepted": 5, "inserted": 3, "duplicates": 2})
+    );
+
+    let (_, orders) = call(&state, "GET", "/events?topic=orders", None).await;
+    let ids: Vec<_> = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["o3", "o2", "o1"], "only that topic, newest first, no repeats");
+    let first = &orders[0];
+    for key in ["topic", "event_id", "timestamp", "source", "payload", "received_at"] {
+        assert!(first.get(key).is_some(), "missing {key}: {first}");
+    }
+    assert_eq!(first["payload"], json!({"x": 1}));
+    assert_eq!(
+        call(&state, "GET", "/events?topic=nope", None).await,
+        (StatusCode::OK, json!([]))
+    );
+    assert_eq!(
+        call(&state, "GET", "/events?topic=orders&limit=1", None)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    for bad in ["limit=0", "limit=5001", "limit=x"] {
+        assert_eq!(
+            call(&state, "GET", &format!("/events?{bad}"), None).await.0,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+
+    let s = stats_hold_the_invariant(&state).await;
+    assert_eq!(
+        (
+            s["received"].as_i64(),
+            s["unique_processed"].as_i64(),
+            s["duplicate_dropped"].as_i64()
+        ),
+        (Some(7), Some(5), Some(2))
+    );
+    assert_eq!(s["topics"], json!(["auth", "orders", "payment"]));
+}
+
+async fn schema_errors_are_400_naming_event_and_field(backend: Backend) {
+    let (_t, state) = app(backend).await;
+    let mut bad = ev("auth", "x");
+    bad["timestamp"] = json!("not a time");
+    let (status, err) = publish(&state, json!([ev("auth", "ok"), bad])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let msg = err["error"].as_str().unwrap();
+    assert!(msg.contains("events[1]") && msg.contains("timestamp"), "{msg}");
+    let (status, err) = publish(&state, json!({"topic": "auth"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["error"].as_str().unwrap().contains("event_id"), "{err}");
+    let (status, err) = call(&state, "POST", "/publish", Some("{not json".into())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["error"].as_str().unwrap().starts_with("invalid JSON"));
+    // A rejected body stores nothing and counts nothing.
+    let s = stats_hold_the_invariant(&state).await;
+    assert_eq!(s["received"], 0);
+}
+
+async fn concurrent_identical_posts_insert_once(backend: Backend) {
+    let (_t, state) = app(backend).await;
+    let body = json!([ev("auth", "same")]);
+    let results = futures::future::join_all((0..50).map(|_| publish(&state, body.clone()))).await;
+    assert!(results.iter().all(|(s, _)| *s == StatusCode::OK), "{results:?}");
+    let inserted: i64 = results.iter().map(|(_, r)| r["inserted"].as_i64().unwrap()).sum();
+    assert_eq!(inserted, 1);
+    let s = stats_hold_the_invariant(&state).await;
+    assert_eq!(
+        (s["received"].as_i64(), s["unique_processed"].as_i64()),
+        (Some(50), Some(1))
+    );
+}
+
+async fn dedup_and_counters_survive_a_restart(backend: Backend) {
+    let (t, state) = app(backend).await;
+    publish(&state, json!([ev("auth", "r1"), ev("auth", "r2")])).await;
+    t.db.close().await;
+    // A new process: new pool, same database.
+    let db = Db::connect(&t.url, &DbArgs::default()).await.unwrap();
+    db.migrate(&kafkube_aggregator::migrations()).await.unwrap();
+    let state = AppState {
+        db,
+        started: Instant::now(),
+        max_events: 5000,
+    };
+    assert_eq!(
+        publish(&state, json!([ev("auth", "r1"), ev("auth", "r3")])).await.1,
+        json!({"accepted": 2, "inserted": 1, "duplicates": 1})
+    );
+    let s = stats_hold_the_invariant(&state).await;
+    assert_eq!(
+        (s["received"].as_i64(), s["unique_processed"].as_i64()),
+        (Some(4), Some(3))
+    );
+}
+
+async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("logs", 2).await;
+    let t = TestDb::new(backend).await;
+    let args = AggregatorArgs {
+        port: 0,
+        host: [127, 0, 0, 1].into(),
+        database_url: t.url.clone(),
+        kafka_topics: vec![topic.clone()],
+        group: kafkube_testkit::unique("aggregator"),
+        ..AggregatorArgs::defaults()
+    };
+    let stop = Shutdown::new();
+    let svc = AggregatorService::build(&args, &DbArgs::default(), &kafka.config(), &stop)
+        .await
+        .unwrap();
+    let base = format!("http://{}", svc.local_addr());
+    let task = tokio::spawn(svc.run(stop.clone(), stop.clone(), None));
+    let http = reqwest::Client::new();
+
+    let res = http
+        .post(format!("{base}/publish"))
+        .json(&json!([ev("auth", "k1"), ev("auth", "k2")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["inserted"], 2);
+    // The same events and a new one over Kafka, plus a malformed record.
+    let producer = kafkube_bus::Producer::new(&kafka.config()).unwrap();
+    for payload in [
+        json!([ev("auth", "k1"), ev("auth", "k3")]).to_string(),
+        ev("auth", "k2").to_string(),
+        "garbage".into(),
+    ] {
+        producer
+            .send(&kafkube_bus::Outgoing::new(&topic, Some("k"), payload))
+            .await
+            .unwrap();
+    }
+    let stats = eventually(Duration::from_secs(30), || async {
+        let s: Value = http
+            .get(format!("{base}/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (s["received"] == 5).then_some(s)
+    })
+    .await
+    .expect("the Kafka records are ingested");
+    assert_eq!(
+        (stats["unique_processed"].as_i64(), stats["duplicate_dropped"].as_i64()),
+        (Some(3), Some(2))
+    );
+    let dead = kafka
+        .read_exact(&format!("{topic}.dlq"), 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .header(kafkube_bus::Header::ERROR)
+            .unwrap()
+            .contains("invalid JSON")
+    );
+    let health: Value = http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"ok": true}));
+    stop.trigger();
+    task.await.unwrap().unwrap();
+}
+
+backend_tests!(
+    body_shapes_and_deduplication,
+    schema_errors_are_400_naming_event_and_field,
+    concurrent_identical_posts_insert_once,
+    dedup_and_counters_survive_a_restart,
+    http_and_kafka_ingest_deduplicate_each_other,
+);
