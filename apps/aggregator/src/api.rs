@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kafkube_bus::{ConsumerRunner, ConsumerSettings, KafkaConfig, Producer};
 use kafkube_core::Shutdown;
-use kafkube_http::{HttpServer, Json, Query, Readiness, error_response, finish_router, ops_router};
+use kafkube_http::{HttpServer, Json, Query, Readiness, ServiceError, error_response, finish_router, ops_router};
 use kafkube_store::{Db, DbArgs, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -31,34 +31,21 @@ pub struct AppState {
 pub enum ApiError {
     #[error("{0}")]
     Invalid(String),
-    #[error("database unavailable")]
-    Unavailable(#[source] StoreError),
-    #[error("internal error")]
-    Internal(#[source] StoreError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_transient() {
-            Self::Unavailable(e)
-        } else {
-            Self::Internal(e)
-        }
+        Self::Service(e.into())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self {
+        let status = match self {
+            Self::Service(e) => return e.into_response(),
             Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Internal(e) => {
-                tracing::error!(error = %e, "request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
         };
         error_response(status, self.to_string())
     }

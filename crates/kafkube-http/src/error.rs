@@ -18,6 +18,43 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
     (status, axum::Json(ErrorBody { error: message.into() })).into_response()
 }
 
+/// A failure of the service rather than of the request: 503 while the database is unreachable
+/// (the client may retry), 500 otherwise. The cause is logged; the client gets a generic message.
+/// Apps wrap it as one variant of their own error type.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("database unavailable")]
+    Unavailable(#[source] kafkube_store::StoreError),
+    #[error("internal error")]
+    Internal(#[source] kafkube_store::StoreError),
+}
+
+impl From<kafkube_store::StoreError> for ServiceError {
+    fn from(e: kafkube_store::StoreError) -> Self {
+        if e.is_transient() {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e)
+        }
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        error_response(status, self.to_string())
+    }
+}
+
 /// `axum::Json` whose rejections are the contract's `{"error"}` bodies: 400 for syntax and
 /// schema errors (never 422), 415 for a missing `Content-Type: application/json`, 413 for a body
 /// over the limit.
