@@ -34,3 +34,4 @@ pub fn topics(args: &AggregatorArgs) -> Vec<TopicSpec> {
         .flat_map(|t| TopicSpec::with_dlq(t.clone(), 4))
         .collect()
 }
+pub mod load;

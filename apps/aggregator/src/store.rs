@@ -27,19 +27,25 @@ pub async fn ingest(db: &Db, events: &[Event]) -> Result<Ingested, StoreError> {
     }
     let accepted = events.len() as i64;
     let now = Utc::now();
+    // Every batch takes its unique-key locks in the same (topic, event_id) order, so concurrent
+    // batches that share ids wait for each other instead of deadlocking.
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by(|a, b| (&a.topic, &a.event_id).cmp(&(&b.topic, &b.event_id)));
+    let events = sorted;
     let slot = fastrand::i32(0..SLOTS);
     let inserted = match db {
         Db::Postgres(pool) => {
-            let col = |f: fn(&Event) -> String| events.iter().map(f).collect::<Vec<_>>();
+            let col = |f: fn(&Event) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
             let (inserted,): (i64,) = sqlx::query_as(
                 "WITH ins AS ( \
                      INSERT INTO agg_events (topic, event_id, timestamp, source, payload, received_at) \
                      SELECT t, e, ts, s, p::jsonb, $6 \
                      FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) AS u(t, e, ts, s, p) \
+                     ORDER BY t, e \
                      ON CONFLICT (topic, event_id) DO NOTHING \
                      RETURNING topic), \
                  topics AS ( \
-                     INSERT INTO agg_topics (topic) SELECT DISTINCT topic FROM ins ON CONFLICT DO NOTHING), \
+                     INSERT INTO agg_topics (topic) SELECT DISTINCT topic FROM ins ORDER BY topic ON CONFLICT DO NOTHING), \
                  counted AS (SELECT COUNT(*) AS n FROM ins), \
                  stats AS ( \
                      UPDATE agg_stats SET received = received + $7, \

@@ -2,6 +2,7 @@
 
 mod bench;
 mod latency;
+mod load;
 mod migrate;
 mod serve;
 mod up;
@@ -44,6 +45,8 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Students app: measure the latency from API write to `event_logs` row.
     Latency(latency::LatencyCmd),
+    /// Load generators against running services (progress bar, throughput, latency percentiles).
+    Load(load::LoadCmd),
     /// Benchmarks of single components.
     Bench(bench::BenchArgs),
 }
@@ -55,6 +58,7 @@ impl Command {
             Self::Serve(a) => serve::run(a).await,
             Self::Migrate(a) => migrate::run(a).await,
             Self::Latency(a) => latency::run(a).await,
+            Self::Load(a) => load::run(a).await,
             Self::Bench(a) => bench::run(a).await,
         }
     }

@@ -1,0 +1,206 @@
+//! `kafkube load aggregator`: the seed's publisher simulator.
+//!
+//! Sends exactly `--count` events in batches of `--batch-size` over `--concurrency` connections.
+//! `count × dup-rate` of them repeat an id sent before — some inside the same batch, some in an
+//! earlier batch, some in a batch that is in flight at the same time — so the expected result is
+//! known exactly: `inserted = count − duplicates`. Then it checks the server's answers and its
+//! `/stats` deltas against that, and fails on any mismatch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::{Value, json};
+
+#[derive(Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// Base URL of the aggregator.
+    #[arg(long, env = "AGGREGATOR_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+
+    /// Events to send, repeats included.
+    #[arg(long, default_value_t = 20_000)]
+    pub count: u64,
+
+    /// Share of the events that repeat an id already sent (0 to 0.9).
+    #[arg(long, default_value_t = 0.3)]
+    pub dup_rate: f64,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+
+    /// Topics the events are spread over (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "auth,payment,orders")]
+    pub topics: Vec<String>,
+
+    /// Seed of the generator, to repeat a run exactly.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// The events to send, in order, and how many of them are repeats.
+pub fn generate(args: &LoadArgs, run: &str) -> (Vec<Value>, u64) {
+    let mut rng = args.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+    let dups = ((args.count as f64) * args.dup_rate.clamp(0.0, 0.9)).round() as u64;
+    let uniques = args.count - dups;
+    let topics: Vec<&str> = if args.topics.is_empty() {
+        vec!["logs"]
+    } else {
+        args.topics.iter().map(String::as_str).collect()
+    };
+    // Each event gets a sort key: originals their index, repeats a key after their original's
+    // (within a few batches), so repeats fall in the same batch, a later one, or a concurrent one.
+    let window = (args.batch_size as f64) * (args.concurrency as f64).max(2.0);
+    let mut keyed: Vec<(f64, u64)> = (0..uniques).map(|i| (i as f64, i)).collect();
+    for _ in 0..dups {
+        let original = rng.u64(0..uniques.max(1));
+        keyed.push((original as f64 + rng.f64() * window + 0.5, original));
+    }
+    keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let events = keyed
+        .into_iter()
+        .map(|(_, i)| {
+            let topic = topics[(i % topics.len() as u64) as usize];
+            json!({
+                "topic": topic,
+                "event_id": format!("{run}-{i}"),
+                "timestamp": chrono::Utc::now().to_rfc3339(),
+                "source": "kafkube-load",
+                "payload": {"n": i, "level": "info", "message": format!("event {i} of run {run}")},
+            })
+        })
+        .collect();
+    (events, dups)
+}
+
+/// The result of a load run; `ok` is false on any mismatch or failed request.
+pub struct LoadReport {
+    pub text: String,
+    pub ok: bool,
+}
+
+pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
+    if args.count == 0 || args.batch_size == 0 {
+        anyhow::bail!("--count and --batch-size must be at least 1");
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let base = args.url.trim_end_matches('/').to_owned();
+    let before = stats(&client, &base)
+        .await
+        .with_context(|| format!("cannot read {base}/stats: is the aggregator running?"))?;
+    let run = format!("load-{:08x}", fastrand::u32(..));
+    let (events, dups) = generate(args, &run);
+    let batches: Arc<Vec<Value>> = Arc::new(
+        events
+            .chunks(args.batch_size)
+            .map(|c| Value::Array(c.to_vec()))
+            .collect(),
+    );
+    let (inserted, duplicates) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
+    let url = format!("{base}/publish");
+    let summary = kafkube_load::run(batches.len() as u64, args.concurrency, args.count, "publishing", |i| {
+        let (client, url, batches) = (client.clone(), url.clone(), batches.clone());
+        let (inserted, duplicates) = (inserted.clone(), duplicates.clone());
+        async move {
+            let batch = &batches[i as usize];
+            let n = batch.as_array().map_or(0, Vec::len) as u64;
+            let res = client.post(&url).json(batch).send().await.map_err(|e| e.to_string())?;
+            if !res.status().is_success() {
+                return Err(format!("HTTP {}", res.status()));
+            }
+            let body: Value = res.json().await.map_err(|e| e.to_string())?;
+            inserted.fetch_add(body["inserted"].as_i64().unwrap_or(0), Ordering::Relaxed);
+            duplicates.fetch_add(body["duplicates"].as_i64().unwrap_or(0), Ordering::Relaxed);
+            Ok(n)
+        }
+    })
+    .await;
+    let after = stats(&client, &base).await?;
+    let delta = |k: &str| after[k].as_i64().unwrap_or(0) - before[k].as_i64().unwrap_or(0);
+    let (inserted, duplicates) = (inserted.load(Ordering::Relaxed), duplicates.load(Ordering::Relaxed));
+    let expected_inserted = (args.count - dups) as i64;
+    let mut text = format!(
+        "done received={} inserted={inserted} duplicates={duplicates} dup_rate={:.1}%\n",
+        summary.units,
+        100.0 * duplicates as f64 / (summary.units as f64).max(1.0),
+    );
+    text += &summary.report("events");
+    let mut ok = summary.failed() == 0;
+    let checks = [
+        ("inserted (responses)", inserted, expected_inserted),
+        ("duplicates (responses)", duplicates, dups as i64),
+        ("/stats received", delta("received"), args.count as i64),
+        ("/stats unique_processed", delta("unique_processed"), expected_inserted),
+        ("/stats duplicate_dropped", delta("duplicate_dropped"), dups as i64),
+    ];
+    for (what, got, want) in checks {
+        if got != want {
+            ok = false;
+            text += &format!("MISMATCH {what}: expected {want}, got {got}\n");
+        }
+    }
+    if ok {
+        text += "check      responses and /stats deltas match what was sent\n";
+    }
+    Ok(LoadReport { text, ok })
+}
+
+async fn stats(client: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
+    Ok(client
+        .get(format!("{base}/stats"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn generates_exactly_the_requested_repeats() {
+        let args = LoadArgs {
+            url: String::new(),
+            count: 1000,
+            dup_rate: 0.3,
+            concurrency: 4,
+            batch_size: 10,
+            topics: vec!["a".into(), "b".into()],
+            seed: Some(7),
+        };
+        let (events, dups) = generate(&args, "r");
+        assert_eq!((events.len(), dups), (1000, 300));
+        let distinct: HashSet<_> = events
+            .iter()
+            .map(|e| (e["topic"].to_string(), e["event_id"].to_string()))
+            .collect();
+        assert_eq!(distinct.len(), 700);
+        // Some repeats share a batch with their original.
+        let in_batch = events
+            .chunks(10)
+            .filter(|c| c.iter().map(|e| &e["event_id"]).collect::<HashSet<_>>().len() < c.len())
+            .count();
+        assert!(in_batch > 0);
+        // And some repeat an id first sent in another batch.
+        let mut first_batch = std::collections::HashMap::new();
+        let mut cross_batch = 0;
+        for (b, chunk) in events.chunks(10).enumerate() {
+            for e in chunk {
+                let first = *first_batch.entry(e["event_id"].to_string()).or_insert(b);
+                cross_batch += usize::from(first != b);
+            }
+        }
+        assert!(cross_batch > 0);
+    }
+}
