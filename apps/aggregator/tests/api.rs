@@ -179,15 +179,17 @@ async fn dedup_and_counters_survive_a_restart(backend: Backend) {
     );
 }
 
-async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
-    let kafka = TestKafka::start();
-    let topic = kafka.topic("logs", 2).await;
-    let t = TestDb::new(backend).await;
+/// The whole service on a free port, ingesting `topic`; returns its base URL.
+async fn start(
+    kafka: &TestKafka,
+    t: &TestDb,
+    topic: &str,
+) -> (String, Shutdown, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let args = AggregatorArgs {
         port: 0,
         host: [127, 0, 0, 1].into(),
         database_url: t.url.clone(),
-        kafka_topics: vec![topic.clone()],
+        kafka_topics: vec![topic.to_owned()],
         group: kafkube_testkit::unique("aggregator"),
         ..AggregatorArgs::defaults()
     };
@@ -197,6 +199,14 @@ async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
         .unwrap();
     let base = format!("http://{}", svc.local_addr());
     let task = tokio::spawn(svc.run(stop.clone(), stop.clone(), None));
+    (base, stop, task)
+}
+
+async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("logs", 2).await;
+    let t = TestDb::new(backend).await;
+    let (base, stop, task) = start(&kafka, &t, &topic).await;
     let http = reqwest::Client::new();
 
     let res = http
@@ -261,20 +271,7 @@ async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
 async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
     let kafka = TestKafka::start();
     let t = TestDb::new(backend).await;
-    let args = AggregatorArgs {
-        port: 0,
-        host: [127, 0, 0, 1].into(),
-        database_url: t.url.clone(),
-        kafka_topics: vec![kafka.topic("logs", 1).await],
-        group: kafkube_testkit::unique("aggregator"),
-        ..AggregatorArgs::defaults()
-    };
-    let stop = Shutdown::new();
-    let svc = AggregatorService::build(&args, &DbArgs::default(), &kafka.config(), &stop)
-        .await
-        .unwrap();
-    let url = format!("http://{}", svc.local_addr());
-    let task = tokio::spawn(svc.run(stop.clone(), stop.clone(), None));
+    let (url, stop, task) = start(&kafka, &t, &kafka.topic("logs", 1).await).await;
     let load = kafkube_aggregator::load::LoadArgs {
         url,
         count: 2000,
