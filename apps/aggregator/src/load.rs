@@ -42,6 +42,11 @@ pub struct LoadArgs {
     /// Seed of the generator, to repeat a run exactly.
     #[arg(long)]
     pub seed: Option<u64>,
+
+    /// After the run, measure the ceiling on this PostgreSQL database (the aggregator's): a plain
+    /// `COPY` of the same unique rows into a temporary copy of `agg_events` with its unique index.
+    #[arg(long, value_name = "POSTGRES_URL")]
+    pub copy_ceiling: Option<String>,
 }
 
 /// The events to send, in order, and how many of them are repeats.
@@ -150,7 +155,56 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     if ok {
         text += "check      responses and /stats deltas match what was sent\n";
     }
+    if let Some(url) = &args.copy_ceiling {
+        let (rows, secs) = copy_ceiling(url, &events).await.context("measuring the COPY ceiling")?;
+        text += &format!(
+            "ceiling    COPY of the same {rows} unique rows: {:.0} rows/s ({secs:.2}s); ingest reached {:.0}% of it\n",
+            rows as f64 / secs,
+            100.0 * summary.units_per_second() / (rows as f64 / secs) * (expected_inserted as f64 / args.count as f64),
+        );
+    }
     Ok(LoadReport { text, ok })
+}
+
+/// Times a `COPY` of the run's unique events into a temporary table shaped like `agg_events`
+/// (same columns, same unique index): the fastest PostgreSQL can store these rows.
+async fn copy_ceiling(url: &str, events: &[Value]) -> anyhow::Result<(usize, f64)> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::query("CREATE TEMP TABLE agg_copy (LIKE agg_events INCLUDING DEFAULTS INCLUDING INDEXES)")
+        .execute(&mut conn)
+        .await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut csv = String::new();
+    let now = chrono::Utc::now().to_rfc3339();
+    for e in events {
+        let key = (e["topic"].to_string(), e["event_id"].to_string());
+        if !seen.insert(key) {
+            continue;
+        }
+        let field = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let quote = |s: String| format!("\"{}\"", s.replace('"', "\"\""));
+        csv += &[
+            quote(field(&e["topic"])),
+            quote(field(&e["event_id"])),
+            quote(field(&e["timestamp"])),
+            quote(field(&e["source"])),
+            quote(field(&e["payload"])),
+            quote(now.clone()),
+        ]
+        .join(",");
+        csv.push('\n');
+    }
+    let started = std::time::Instant::now();
+    let mut copy = conn
+        .copy_in_raw("COPY agg_copy (topic, event_id, timestamp, source, payload, received_at) FROM STDIN (FORMAT csv)")
+        .await?;
+    copy.send(csv.as_bytes()).await?;
+    copy.finish().await?;
+    Ok((seen.len(), started.elapsed().as_secs_f64()))
 }
 
 async fn stats(client: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
@@ -178,6 +232,7 @@ mod tests {
             batch_size: 10,
             topics: vec!["a".into(), "b".into()],
             seed: Some(7),
+            copy_ceiling: None,
         };
         let (events, dups) = generate(&args, "r");
         assert_eq!((events.len(), dups), (1000, 300));

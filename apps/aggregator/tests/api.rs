@@ -280,6 +280,7 @@ async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
         batch_size: 50,
         topics: vec!["auth".into(), "payment".into(), "orders".into()],
         seed: Some(1),
+        copy_ceiling: (backend == Backend::Postgres).then(|| t.url.clone()),
     };
     let report = kafkube_aggregator::load::run(&load).await.unwrap();
     assert!(report.ok, "{}", report.text);
@@ -290,6 +291,13 @@ async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
         "{}",
         report.text
     );
+    if backend == Backend::Postgres {
+        assert!(
+            report.text.contains("ceiling    COPY of the same 1400 unique rows"),
+            "{}",
+            report.text
+        );
+    }
     // A second run with the same seed repeats every id of a new run id: counts stay exact.
     assert!(kafkube_aggregator::load::run(&load).await.unwrap().ok);
     stop.trigger();
