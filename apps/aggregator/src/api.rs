@@ -56,22 +56,49 @@ pub fn router(state: AppState) -> Router {
         .route("/publish", post(publish))
         .route("/events", get(events))
         .route("/stats", get(stats))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document()) }),
+        )
         .with_state(state)
 }
 
+/// Ingest one event, an array of events, or `{"events": [...]}`.
+#[utoipa::path(
+    post,
+    path = "/publish",
+    request_body = crate::openapi::PublishBody,
+    responses(
+        (status = 200, description = "What was stored and what was a repeat", body = store::Ingested),
+        (status = 400, description = "Invalid JSON, or a schema error naming the event and field", body = crate::openapi::ErrorDoc),
+        (status = 503, description = "The database is unreachable; retry", body = crate::openapi::ErrorDoc),
+    )
+)]
 async fn publish(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Response, ApiError> {
     let events = parse_body(body, s.max_events).map_err(ApiError::Invalid)?;
     let r = store::ingest(&s.db, &events).await?;
     Ok(Json(r).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
+    /// Only this topic (all topics when absent).
     topic: Option<String>,
+    /// How many, newest first: 1 to 5000, default 100.
     limit: Option<i64>,
 }
 
+/// Stored events, newest first; an unknown topic gives `[]`.
+#[utoipa::path(
+    get,
+    path = "/events",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "Stored events", body = [crate::openapi::StoredEventDoc]),
+        (status = 400, description = "A bad `limit`", body = crate::openapi::ErrorDoc),
+    )
+)]
 async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=5000).contains(&limit) {
@@ -81,15 +108,29 @@ async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> Resu
     Ok(Json(store::events(&s.db, topic, limit).await?).into_response())
 }
 
+/// `received == unique_processed + duplicate_dropped`, always.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    pub received: i64,
+    pub unique_processed: i64,
+    pub duplicate_dropped: i64,
+    /// Every topic seen, sorted.
+    pub topics: Vec<String>,
+    /// Seconds since this process started.
+    pub uptime: u64,
+}
+
+/// Counters since the database was created, and the topics seen.
+#[utoipa::path(get, path = "/stats", responses((status = 200, description = "Counters", body = Stats)))]
 async fn stats(State(s): State<AppState>) -> Result<Response, ApiError> {
     let c = store::counters(&s.db).await?;
-    Ok(Json(json!({
-        "received": c.received,
-        "unique_processed": c.unique_processed,
-        "duplicate_dropped": c.duplicate_dropped,
-        "topics": c.topics,
-        "uptime": s.started.elapsed().as_secs(),
-    }))
+    Ok(Json(Stats {
+        received: c.received,
+        unique_processed: c.unique_processed,
+        duplicate_dropped: c.duplicate_dropped,
+        topics: c.topics,
+        uptime: s.started.elapsed().as_secs(),
+    })
     .into_response())
 }
 

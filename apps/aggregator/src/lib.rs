@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod consumer;
 pub mod model;
+pub mod openapi;
 pub mod store;
 
 pub use api::AggregatorService;

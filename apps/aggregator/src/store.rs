@@ -13,7 +13,7 @@ use crate::model::{Event, StoredEvent};
 const SLOTS: i32 = 16;
 
 /// What one ingest did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Ingested {
     pub accepted: i64,
     pub inserted: i64,

@@ -312,3 +312,32 @@ backend_tests!(
     dedup_and_counters_survive_a_restart,
     http_and_kafka_ingest_deduplicate_each_other,
 );
+
+/// `GET /openapi.json` describes the routes and the contract's schemas.
+#[tokio::test]
+async fn openapi_document_describes_the_api() {
+    let (_t, state) = app(Backend::Sqlite).await;
+    let (status, doc) = call(&state, "GET", "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/publish", "/events", "/stats"] {
+        assert!(doc["paths"].get(path).is_some(), "missing {path}");
+    }
+    assert!(doc["paths"]["/publish"]["post"]["responses"].get("400").is_some());
+    let schemas = &doc["components"]["schemas"];
+    let ingested: Vec<_> = schemas["Ingested"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(ingested, ["accepted", "duplicates", "inserted"]);
+    assert_eq!(schemas["PublishBody"]["oneOf"].as_array().unwrap().len(), 3);
+    let params: Vec<_> = doc["paths"]["/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["topic", "limit"]);
+}
