@@ -12,7 +12,7 @@ use kafkube_aggregator::api::{AppState, router};
 use kafkube_aggregator::{AggregatorArgs, AggregatorService};
 use kafkube_core::Shutdown;
 use kafkube_store::{Db, DbArgs};
-use kafkube_testkit::{Backend, TestDb, TestKafka, backend_tests, eventually};
+use kafkube_testkit::{Backend, TestDb, TestKafka, backend_tests, eventually, get_json, post_json};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -207,15 +207,9 @@ async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
     let topic = kafka.topic("logs", 2).await;
     let t = TestDb::new(backend).await;
     let (base, stop, task) = start(&kafka, &t, &topic).await;
-    let http = reqwest::Client::new();
 
-    let res = http
-        .post(format!("{base}/publish"))
-        .json(&json!([ev("auth", "k1"), ev("auth", "k2")]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.json::<Value>().await.unwrap()["inserted"], 2);
+    let (status, res) = post_json(&format!("{base}/publish"), &json!([ev("auth", "k1"), ev("auth", "k2")])).await;
+    assert_eq!((status, &res["inserted"]), (200, &json!(2)));
     // The same events and a new one over Kafka, plus a malformed record.
     let producer = kafkube_bus::Producer::new(&kafka.config()).unwrap();
     for payload in [
@@ -229,14 +223,7 @@ async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
             .unwrap();
     }
     let stats = eventually(Duration::from_secs(30), || async {
-        let s: Value = http
-            .get(format!("{base}/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = get_json(&format!("{base}/stats")).await;
         (s["received"] == 5).then_some(s)
     })
     .await
@@ -255,15 +242,7 @@ async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
             .unwrap()
             .contains("invalid JSON")
     );
-    let health: Value = http
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health, json!({"ok": true}));
+    assert_eq!(get_json(&format!("{base}/health")).await, json!({"ok": true}));
     stop.trigger();
     task.await.unwrap().unwrap();
 }

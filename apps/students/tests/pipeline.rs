@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kafkube_bus::Header;
-use kafkube_testkit::{Backend, TestDb, TestKafka, backend_tests};
+use kafkube_testkit::{Backend, TestDb, TestKafka, backend_tests, post_json};
 use serde_json::json;
 
 async fn each_change_publishes_exactly_one_keyed_event(backend: Backend) {
@@ -143,24 +143,12 @@ async fn a_database_outage_is_503_then_recovers() {
     let api = common::start_api(&common::args(&topic, &db.url, &db.url), &kafka.config()).await;
     let http = reqwest::Client::new();
     db.set_reachable(false).await;
-    let res = http
-        .post(api.url("/api/mahasiswa"))
-        .json(&json!({"nim": "d1", "nama": "Down"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 503);
-    let err: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(err["error"], "database unavailable");
+    let student = json!({"nim": "d1", "nama": "Down"});
+    let (status, err) = post_json(&api.url("/api/mahasiswa"), &student).await;
+    assert_eq!((status, &err["error"]), (503, &json!("database unavailable")));
     assert_eq!(http.get(api.url("/ready")).send().await.unwrap().status(), 503);
     db.set_reachable(true).await;
-    let res = http
-        .post(api.url("/api/mahasiswa"))
-        .json(&json!({"nim": "d1", "nama": "Down"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    assert_eq!(post_json(&api.url("/api/mahasiswa"), &student).await.0, 201);
     assert_eq!(kafka.read_exact(&topic, 1, Duration::from_secs(15)).await.len(), 1);
     api.stop().await;
 }

@@ -118,16 +118,8 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     // The log aggregator runs in the same process.
     let event =
         json!({"topic": "auth", "event_id": "up-1", "timestamp": "2025-12-19T00:00:00Z", "source": "t", "payload": {}});
-    let res: serde_json::Value = http
-        .post(&aggregator)
-        .json(&json!([event, event]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(res, json!({"accepted": 2, "inserted": 1, "duplicates": 1}));
+    let res = kafkube_testkit::post_json(&aggregator, &json!([event, event])).await;
+    assert_eq!(res, (200, json!({"accepted": 2, "inserted": 1, "duplicates": 1})));
 
     // The seed's latency test, as users run it against `up`.
     let csv = dir.path().join("latency.csv");
