@@ -72,14 +72,8 @@ pub struct AggregatorArgs {
 }
 
 impl AggregatorArgs {
-    /// Defaults, as if no flag or variable were given (tests start from this).
+    /// Defaults, as if no flag were given (tests start from this).
     pub fn defaults() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: AggregatorArgs,
-        }
-        Wrapper::parse_from(["kafkube"]).args
+        kafkube_core::args::defaults()
     }
 }

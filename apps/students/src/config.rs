@@ -63,14 +63,8 @@ pub struct StudentsDbArgs {
 }
 
 impl StudentsArgs {
-    /// Defaults, as if no flag or variable were given (tests start from this).
+    /// Defaults, as if no flag were given (tests start from this).
     pub fn defaults() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: StudentsArgs,
-        }
-        Wrapper::parse_from(["kafkube"]).args
+        kafkube_core::args::defaults()
     }
 }

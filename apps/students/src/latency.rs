@@ -44,7 +44,7 @@ pub struct LatencyArgs {
     pub rate: f64,
 
     /// Run for this long at --rate instead of sending --count (e.g. `30s`, `2m`).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = kafkube_core::time::parse_duration)]
     pub duration: Option<Duration>,
 
     /// Requests in flight at most.
@@ -52,35 +52,12 @@ pub struct LatencyArgs {
     pub concurrency: usize,
 
     /// How long to wait for the last events to reach `event_logs`.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = kafkube_core::time::parse_duration, default_value = "30s")]
     pub wait: Duration,
 
     /// Write one row per event (timestamps and the three latencies) to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
-}
-
-/// `500ms`, `30s`, `2m`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms, 30s or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{s}` (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is not a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// One event's journey.
@@ -342,15 +319,5 @@ mod tests {
         assert!((s.avg - 50.5).abs() < 1e-9);
         assert_eq!(Summary::of(&[]), Summary::default());
         assert_eq!(Summary::of(&[7.0]).p99, 7.0);
-    }
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("abc").is_err());
     }
 }

@@ -46,7 +46,7 @@ pub struct Record {
 }
 
 impl Record {
-    fn from_message(m: &rdkafka::message::BorrowedMessage<'_>, received_at: DateTime<Utc>) -> Self {
+    pub(crate) fn from_message(m: &rdkafka::message::BorrowedMessage<'_>, received_at: DateTime<Utc>) -> Self {
         Self {
             topic: m.topic().to_owned(),
             partition: m.partition(),
@@ -180,7 +180,6 @@ struct RunnerContext {
 
 impl ClientContext for RunnerContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
         if message.contains("offset reset") {
             // The broker no longer has the records this group was about to read (retention ran
             // past it — on the embedded broker after 5 MiB per partition): they are skipped.
@@ -188,12 +187,18 @@ impl ClientContext for RunnerContext {
             metrics::counter!("kafkube_consumer_offset_resets_total", "group" => self.group.clone()).increment(1);
             return;
         }
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
-            L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-            L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
-            L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
-        }
+        log_librdkafka(level, fac, message);
+    }
+}
+
+/// librdkafka's log lines, into `tracing` under the `librdkafka` target.
+pub(crate) fn log_librdkafka(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+        L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
     }
 }
 
@@ -290,7 +295,10 @@ impl<H: Handler> ConsumerRunner<H> {
         tracing::info!(group = %group, topics = ?self.settings.topics, instance = %self.settings.instance, "consumer started");
         let mut stats = RunStats::default();
         let mut stored: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        let mut errors = Backoff::outage();
+        // Consumer errors report librdkafka's connection trouble; it reconnects by itself. A
+        // short pause keeps a run of them from spinning, and stays short so that the errors
+        // queued during an outage do not hold up the records queued behind them.
+        let mut errors = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         let mut stream = self
             .consumer
             .stream()

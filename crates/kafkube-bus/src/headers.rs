@@ -15,6 +15,12 @@ impl Header {
     pub const SOURCE_TOPIC: &'static str = "kafkube-source-topic";
     pub const SOURCE_PARTITION: &'static str = "kafkube-source-partition";
     pub const SOURCE_OFFSET: &'static str = "kafkube-source-offset";
+    /// Request/reply: where the requester listens (topic and partition), until when it waits
+    /// (epoch ms), and a responder's error instead of a result.
+    pub const REPLY_TOPIC: &'static str = "kafkube-reply-topic";
+    pub const REPLY_PARTITION: &'static str = "kafkube-reply-partition";
+    pub const DEADLINE_MS: &'static str = "kafkube-deadline-ms";
+    pub const REPLY_ERROR: &'static str = "kafkube-reply-error";
 }
 
 /// An ordered list of headers (Kafka allows repeated keys; lookups return the last one).

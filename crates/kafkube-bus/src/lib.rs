@@ -5,6 +5,7 @@
 //! - [`ConsumerRunner`]: the one consumer loop. Apps write a [`Handler`]; the runner owns
 //!   batching, retry with backoff, the dead-letter topic, offset storage after the effect, and
 //!   graceful shutdown / drain.
+//! - [`RpcClient`] and [`rpc::reply`]: request/reply with replies routed to the replica that asked.
 //! - [`EmbeddedBroker`]: librdkafka's in-memory mock cluster, the broker of `kafkube up`.
 //! - [`ensure_topics`]: topic provisioning that works on both.
 //!
@@ -16,7 +17,9 @@ pub mod consumer;
 pub mod embedded;
 pub mod error;
 pub mod headers;
+pub mod link;
 pub mod producer;
+pub mod rpc;
 pub mod topics;
 
 pub use config::{KafkaArgs, KafkaConfig};
@@ -24,5 +27,7 @@ pub use consumer::{BatchOutput, ConsumerRunner, ConsumerSettings, Handler, Handl
 pub use embedded::EmbeddedBroker;
 pub use error::{BusError, Result};
 pub use headers::{Header, HeaderMap};
+pub use link::Link;
 pub use producer::{Delivery, Outgoing, Producer};
+pub use rpc::{ReplyListener, RpcClient, RpcError, RpcSettings};
 pub use topics::{TopicSpec, ensure_topics};

@@ -1,11 +1,13 @@
 //! The idempotent producer every app publishes through.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
+use crate::link::{Link, LinkContext};
 use crate::{BusError, HeaderMap, KafkaConfig, Result};
 
 /// One record to publish.
@@ -47,7 +49,10 @@ pub struct Delivery {
 /// Cheap to clone: clones share one librdkafka producer (and its connections and batches).
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<LinkContext>,
+    link: Link,
+    /// When the last reachability probe failed (probes are single-flight, at most one a second).
+    probe: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -58,9 +63,43 @@ impl std::fmt::Debug for Producer {
 
 impl Producer {
     pub fn new(config: &KafkaConfig) -> Result<Self> {
+        let link = Link::default();
+        let mut cc = config.producer_config();
+        cc.set("statistics.interval.ms", crate::link::STATS_INTERVAL_MS);
         Ok(Self {
-            inner: config.producer_config().create()?,
+            inner: cc.create_with_context(LinkContext { link: link.clone() })?,
+            link,
+            probe: Arc::default(),
         })
+    }
+
+    /// The broker link as this producer sees it (see [`Link`]).
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Can the broker be reached now? Answers at once while the link is up; when it is down,
+    /// confirms with a metadata request (at most one every second, bounded to 500 ms), so a
+    /// request path can refuse quickly and still notice a recovery without other traffic.
+    pub async fn reachable(&self) -> bool {
+        if self.link.is_up() {
+            return true;
+        }
+        let mut last_failure = self.probe.lock().await;
+        if self.link.is_up() {
+            return true;
+        }
+        if last_failure.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        let ok = self.ping(Duration::from_millis(500)).await.is_ok();
+        if ok {
+            self.link.set(true);
+            *last_failure = None;
+        } else {
+            *last_failure = Some(Instant::now());
+        }
+        ok
     }
 
     /// Publishes one record and waits for the broker's acknowledgement.
@@ -80,10 +119,13 @@ impl Producer {
         let waits = pending.into_iter().zip(msgs).map(|(p, msg)| async move {
             let future = p?;
             match future.await {
-                Ok(Ok(d)) => Ok(Delivery {
-                    partition: d.partition,
-                    offset: d.offset,
-                }),
+                Ok(Ok(d)) => {
+                    self.link.set(true);
+                    Ok(Delivery {
+                        partition: d.partition,
+                        offset: d.offset,
+                    })
+                }
                 Ok(Err((source, _))) => Err(BusError::Delivery {
                     topic: msg.topic.clone(),
                     source,

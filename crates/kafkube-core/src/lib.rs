@@ -3,8 +3,10 @@
 //! - [`telemetry`]: `tracing` subscriber and the Prometheus recorder behind `/metrics`.
 //! - [`shutdown`]: one cancellation token per process, tripped by Ctrl-C or SIGTERM.
 //! - [`backoff`]: the retry schedule used by consumers, the outbox relay and start-up connects.
+//! - [`args`]: defaults of the apps' option structs.
 //! - [`time`]: epoch helpers, because event timestamps cross process boundaries as numbers.
 
+pub mod args;
 pub mod backoff;
 pub mod shutdown;
 pub mod telemetry;

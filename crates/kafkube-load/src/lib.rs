@@ -44,11 +44,15 @@ impl Summary {
 
     /// `throughput …` and `latency …` lines; `unit` names what a unit is (e.g. "events").
     pub fn report(&self, unit: &str) -> String {
+        let requests = if unit == "requests" {
+            String::new()
+        } else {
+            format!(" ({:.0} requests/s)", self.requests_per_second())
+        };
         let mut s = format!(
-            "throughput {:.0} {unit}/s ({:.0} requests/s) over {:.2}s\n\
+            "throughput {:.0} {unit}/s{requests} over {:.2}s\n\
              latency    p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms\n",
             self.units_per_second(),
-            self.requests_per_second(),
             self.elapsed.as_secs_f64(),
             self.latency_ms(50.0),
             self.latency_ms(95.0),

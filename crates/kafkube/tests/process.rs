@@ -1,5 +1,5 @@
 //! The `kafkube` binary as users and Kubernetes run it: `up` in an empty directory, and logger
-//! replicas as separate processes, one of them killed with SIGKILL mid-stream.
+//! and hash processor replicas as separate processes, one of them killed with SIGKILL mid-stream.
 
 #![allow(clippy::unwrap_used)]
 
@@ -51,7 +51,15 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = kafkube()
-        .args(["up", "--students-port", "0", "--aggregator-port", "0"])
+        .args([
+            "up",
+            "--students-port",
+            "0",
+            "--aggregator-port",
+            "0",
+            "--hash-port",
+            "0",
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -67,7 +75,8 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     });
     let mut url = None;
     let mut aggregator = None;
-    while url.is_none() || aggregator.is_none() {
+    let mut hash = None;
+    while url.is_none() || aggregator.is_none() || hash.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("`up` prints its addresses");
@@ -78,8 +87,12 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
             let publish = rest.split_whitespace().next().unwrap();
             aggregator = Some(publish.replace("localhost", "127.0.0.1"));
         }
+        if let Some(rest) = line.trim().strip_prefix("hash gateway") {
+            let endpoint = rest.split_whitespace().next().unwrap();
+            hash = Some(endpoint.replace("localhost", "127.0.0.1"));
+        }
     }
-    let (url, aggregator) = (url.unwrap(), aggregator.unwrap());
+    let (url, aggregator, hash) = (url.unwrap(), aggregator.unwrap(), hash.unwrap());
 
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -120,6 +133,18 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
         json!({"topic": "auth", "event_id": "up-1", "timestamp": "2025-12-19T00:00:00Z", "source": "t", "payload": {}});
     let res = kafkube_testkit::post_json(&aggregator, &json!([event, event])).await;
     assert_eq!(res, (200, json!({"accepted": 2, "inserted": 1, "duplicates": 1})));
+
+    // And the hash app: gateway and processor, over the embedded broker.
+    let answer = eventually(Duration::from_secs(40), || async {
+        let (status, body) = kafkube_testkit::post_json(&hash, &json!({"data": "hello world"})).await;
+        (status == 200).then_some(body)
+    })
+    .await
+    .expect("the hash gateway answers");
+    assert_eq!(
+        answer["hash"],
+        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    );
 
     // The seed's latency test, as users run it against `up`.
     let csv = dir.path().join("latency.csv");
@@ -286,5 +311,126 @@ async fn a_logger_replica_killed_mid_stream_loses_and_duplicates_nothing() {
             signal(&r.0, "-TERM");
             assert!(r.0.wait().unwrap().success());
         }
+    }
+}
+
+/// Two `kafkube serve hash-processor` processes behind one `kafkube serve hash-gateway`; one
+/// processor is killed with SIGKILL mid-load. Every request gets the right hash or a 504, never
+/// a wrong one, and the survivor takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_processor_killed_mid_load_never_yields_a_wrong_hash() {
+    use kafkube_hash::model::sha256_hex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let kafka = TestKafka::start();
+    let (requests, responses) = (unique("hash_requests"), unique("hash_responses"));
+    let (gateway_group, processor_group) = (unique("service_1"), unique("service_2"));
+    // As in a deployment, the topics exist before the services start (`ensure_topics` creates
+    // them through the Admin API on a real cluster; the embedded broker takes them from here).
+    let topics = [
+        kafkube_bus::TopicSpec::new(&requests, 4),
+        kafkube_bus::TopicSpec::new(format!("{requests}.dlq"), 1),
+        kafkube_bus::TopicSpec::new(&responses, 4),
+    ];
+    kafkube_bus::ensure_topics(&kafka.config(), &topics).await.unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let service = |what: &str| {
+        let mut c = kafkube();
+        c.args(["serve", what])
+            .env("KAFKA_BROKERS", kafka.brokers())
+            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("KAFKA_REQUEST_TOPIC", &requests)
+            .env("KAFKA_RESPONSE_TOPIC", &responses)
+            .env("SERVICE_1_GROUP_ID", &gateway_group)
+            .env("SERVICE_2_GROUP_ID", &processor_group)
+            .env("SERVICE_1_HOST", "127.0.0.1")
+            .env("SERVICE_1_PORT", port.to_string())
+            .env("REQUEST_TIMEOUT", "2s")
+            .env("HASH_PARTITIONS", "4")
+            .env("OPS_PORT", "0")
+            .stdout(Stdio::null());
+        Guard(c.spawn().unwrap())
+    };
+    let mut gateway = service("hash-gateway");
+    let mut processors = [service("hash-processor"), service("hash-processor")];
+    let url: &'static str = Box::leak(format!("http://127.0.0.1:{port}/hash").into_boxed_str());
+    let hash = move |data: String| async move {
+        let (status, body) = kafkube_testkit::post_json(url, &json!({ "data": data })).await;
+        (data, status, body)
+    };
+    // The gateway listens once its topics are set up (about 6 s against another process's
+    // embedded broker, which has no Admin API); until then connections are refused.
+    eventually(Duration::from_secs(60), || async {
+        let res = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"data": "warm-up"}))
+            .send()
+            .await
+            .ok()?;
+        (res.status() == 200).then_some(())
+    })
+    .await
+    .expect("gateway and processors answer");
+
+    // 40 clients send requests until told to stop; one processor dies a moment in.
+    let (ok, timed_out, stop) = (
+        std::sync::Arc::new(AtomicU64::new(0)),
+        std::sync::Arc::new(AtomicU64::new(0)),
+        kafkube_core::Shutdown::new(),
+    );
+    let clients: Vec<_> = (0..40)
+        .map(|c| {
+            let (ok, timed_out, stop, hash) = (ok.clone(), timed_out.clone(), stop.clone(), hash);
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.is_triggered() {
+                    let (data, status, body) = hash(format!("client {c} request {i}")).await;
+                    match status {
+                        200 => {
+                            assert_eq!(body["hash"].as_str().unwrap(), sha256_hex(data.as_bytes()), "{data}");
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        504 => drop(timed_out.fetch_add(1, Ordering::Relaxed)),
+                        other => panic!("{data}: unexpected {other} {body}"),
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before_kill = ok.load(Ordering::Relaxed);
+    assert!(before_kill > 0, "requests succeed before the kill");
+    signal(&processors[0].0, "-KILL");
+    let _ = processors[0].0.wait();
+    // The survivor takes the dead one's partitions after the session timeout (6 s).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after_takeover = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.trigger();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (ok, timed_out) = (ok.load(Ordering::Relaxed), timed_out.load(Ordering::Relaxed));
+    eprintln!("{ok} right hashes, {timed_out} timeouts ({before_kill} before the kill)");
+    assert!(
+        ok > after_takeover,
+        "the surviving processor answers everything after the takeover"
+    );
+    let (_, status, body) = hash("hello world".into()).await;
+    assert_eq!(
+        (status, body["hash"].as_str()),
+        (
+            200,
+            Some("b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9")
+        )
+    );
+
+    for p in [&mut processors[1], &mut gateway] {
+        signal(&p.0, "-TERM");
+        assert!(p.0.wait().unwrap().success());
     }
 }

@@ -15,18 +15,21 @@ pub struct LoadCmd {
 pub enum Target {
     /// The log aggregator's publisher simulator: batches with repeats, then checks the counts.
     Aggregator(LoadArgs),
+    /// The hash gateway: random data over many connections, every hash checked locally.
+    Hash(kafkube_hash::load::LoadArgs),
 }
 
 pub async fn run(cmd: LoadCmd) -> anyhow::Result<ExitCode> {
-    match cmd.target {
+    let (text, ok) = match cmd.target {
         Target::Aggregator(args) => {
-            let report = load::run(&args).await?;
-            print!("{}", report.text);
-            Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            let r = load::run(&args).await?;
+            (r.text, r.ok)
         }
-    }
+        Target::Hash(args) => {
+            let r = kafkube_hash::load::run(&args).await?;
+            (r.text, r.ok)
+        }
+    };
+    print!("{text}");
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

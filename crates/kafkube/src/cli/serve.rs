@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use kafkube_aggregator::{AggregatorArgs, AggregatorService};
 use kafkube_bus::{KafkaArgs, KafkaConfig, ensure_topics};
 use kafkube_core::Shutdown;
+use kafkube_hash::{GatewayService, HashArgs, HashProcessor};
 use kafkube_http::{HttpServer, Readiness, finish_router, ops_router};
 use kafkube_store::DbArgs;
 use kafkube_students::{ApiService, EventLogger, StudentsArgs};
@@ -30,11 +31,16 @@ pub struct Common {
 
 impl Common {
     fn kafka(&self) -> anyhow::Result<KafkaConfig> {
-        let Some(brokers) = &self.kafka.brokers else {
-            bail!("no broker given: set KAFKA_BROKERS (or --kafka-brokers). `kafkube up` runs an embedded one.");
-        };
-        Ok(KafkaConfig::from_args(&self.kafka, brokers.clone())?)
+        kafka_config(&self.kafka)
     }
+}
+
+/// The broker a `serve` command talks to: it must be given (only `up` embeds one).
+fn kafka_config(args: &KafkaArgs) -> anyhow::Result<KafkaConfig> {
+    let Some(brokers) = &args.brokers else {
+        bail!("no broker given: set KAFKA_BROKERS (or --kafka-brokers). `kafkube up` runs an embedded one.");
+    };
+    Ok(KafkaConfig::from_args(args, brokers.clone())?)
 }
 
 #[derive(Subcommand, Debug)]
@@ -52,6 +58,25 @@ pub enum Service {
         common: Common,
         #[command(flatten)]
         aggregator: AggregatorArgs,
+    },
+    /// Hash gateway on port 3001: `POST /hash` answered over Kafka request/reply. Run several;
+    /// each reads its own partitions of the reply topic.
+    HashGateway {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        hash: HashArgs,
+    },
+    /// Hash processor: group `service_2` on `hash_requests`, one reply per request. Run several
+    /// to scale out.
+    HashProcessor {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        hash: HashArgs,
+        /// Port of the processor's /health, /ready and /metrics (0 picks a free port).
+        #[arg(long = "ops-port", env = "OPS_PORT", default_value_t = 9090)]
+        ops_port: u16,
     },
     /// Event logger: `mahasiswa_events` → `event_logs`. Run several in one group to scale out.
     EventLogger {
@@ -92,6 +117,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ensure_topics(&kafka, &kafkube_aggregator::topics(&aggregator)).await?;
             let svc = AggregatorService::build(&aggregator, &common.db, &kafka, &shutdown).await?;
             svc.run(shutdown.clone(), shutdown, None).await?;
+        }
+        Service::HashGateway { kafka, hash } => {
+            let kafka = kafka_config(&kafka)?;
+            ensure_topics(&kafka, &kafkube_hash::topics(&hash)).await?;
+            let gateway = GatewayService::build(&hash, &kafka)
+                .await
+                .with_context(|| format!("hash gateway (port {}; change it with SERVICE_1_PORT)", hash.port))?;
+            gateway.run(shutdown).await?;
+        }
+        Service::HashProcessor { kafka, hash, ops_port } => {
+            let kafka = kafka_config(&kafka)?;
+            ensure_topics(&kafka, &kafkube_hash::topics(&hash)).await?;
+            let processor = HashProcessor::build(&hash, &kafka)?;
+            let ops = ops_server(ops_port, processor.readiness(), &shutdown).await?;
+            processor.run(shutdown, None).await?;
+            ops.await??;
         }
         Service::EventLogger {
             common,

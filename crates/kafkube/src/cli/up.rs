@@ -15,6 +15,7 @@ use clap::Args;
 use kafkube_aggregator::{AggregatorArgs, AggregatorService};
 use kafkube_bus::{EmbeddedBroker, KafkaArgs, KafkaConfig, ensure_topics};
 use kafkube_core::Shutdown;
+use kafkube_hash::{GatewayService, HashArgs, HashProcessor};
 use kafkube_store::DbArgs;
 use kafkube_students::{ApiService, EventLogger, StudentsArgs};
 use tokio::task::JoinHandle;
@@ -32,6 +33,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub aggregator: AggregatorArgs,
+
+    #[command(flatten)]
+    pub hash: HashArgs,
 
     /// How long Ctrl-C waits for consumers to catch up before stopping anyway.
     #[arg(long, env = "KAFKUBE_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
@@ -82,6 +86,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let kafka = KafkaConfig::from_args(&args.kafka, brokers.clone())?;
     let mut topics = kafkube_students::topics(&args.students);
     topics.extend(kafkube_aggregator::topics(&args.aggregator));
+    topics.extend(kafkube_hash::topics(&args.hash));
     ensure_topics(&kafka, &topics).await?;
 
     let stops = Stops {
@@ -109,6 +114,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 args.aggregator.port
             )
         })?;
+    let hash_gateway = GatewayService::build(&args.hash, &kafka).await.with_context(|| {
+        format!(
+            "hash gateway (port {}; change it with --hash-port / SERVICE_1_PORT)",
+            args.hash.port
+        )
+    })?;
+    let hash_processor = HashProcessor::build(&args.hash, &kafka)?;
 
     match &embedded {
         Some(_) => println!(
@@ -126,10 +138,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         base_url(aggregator.local_addr()),
         args.aggregator.kafka_topics.join(",")
     );
+    println!(
+        "  hash gateway   {}/hash (over {} → group {} → {})",
+        base_url(hash_gateway.local_addr()),
+        args.hash.request_topic,
+        args.hash.processor_group,
+        args.hash.response_topic
+    );
     println!("Press Ctrl-C to drain and stop.");
 
     // Intake services stop on Ctrl-C (their outboxes flush as they stop); consumers then drain.
-    let intake_tasks = [stops.spawn("students API", students.run(stops.intake.clone()))];
+    let intake_tasks = [
+        stops.spawn("students API", students.run(stops.intake.clone())),
+        stops.spawn("hash gateway", hash_gateway.run(stops.intake.clone())),
+    ];
     let drain_tasks = [
         stops.spawn(
             "event logger",
@@ -138,6 +160,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         stops.spawn(
             "log aggregator",
             aggregator.run(stops.intake.clone(), stops.hard.clone(), Some(stops.drain.clone())),
+        ),
+        stops.spawn(
+            "hash processor",
+            hash_processor.run(stops.hard.clone(), Some(stops.drain.clone())),
         ),
     ];
 
