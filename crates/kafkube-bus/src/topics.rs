@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::{KafkaConfig, Result, embedded};
@@ -55,6 +56,7 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     let created = tokio::time::timeout(Duration::from_secs(6), admin.create_topics(&new, &opts)).await;
     let created =
         created.unwrap_or_else(|_| Err(rdkafka::error::KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)));
+    let mut missing = Vec::new();
     match created {
         Ok(results) => {
             for r in results {
@@ -62,12 +64,43 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
                     Ok(name) => tracing::info!(topic = %name, "created topic"),
                     Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                     Err((name, code)) => {
-                        tracing::warn!(topic = %name, error = %code, "could not create topic; relying on broker auto-creation")
+                        tracing::warn!(topic = %name, error = %code, "could not create topic; asking the broker to auto-create it");
+                        missing.push(name);
                     }
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "topic creation failed; relying on broker auto-creation"),
+        Err(e) => {
+            tracing::warn!(error = %e, "topic creation failed; asking the broker to auto-create the topics");
+            missing.extend(topics.iter().map(|t| t.name.clone()));
+        }
     }
+    auto_create(config, missing).await;
     Ok(())
+}
+
+/// Asks for each topic's metadata as a producer does, which makes a broker that allows it
+/// (`auto.create.topics.enable`, the embedded broker) create the topic with its default
+/// partition count. Consumers alone never trigger that, so a service that only *reads* a topic
+/// (a gateway's reply topic) would otherwise wait for a topic nobody creates.
+async fn auto_create(config: &KafkaConfig, topics: Vec<String>) {
+    if topics.is_empty() {
+        return;
+    }
+    let client: Result<BaseProducer> = config.producer_config().create().map_err(Into::into);
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(error = %e, "cannot ask for topic auto-creation"),
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        for t in topics {
+            if let Err(e) = client.client().fetch_metadata(Some(&t), Duration::from_secs(5)) {
+                tracing::warn!(topic = %t, error = %e, "topic metadata request failed; create the topic beforehand");
+            }
+        }
+    })
+    .await;
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "topic auto-creation task failed");
+    }
 }

@@ -325,14 +325,8 @@ async fn a_hash_processor_killed_mid_load_never_yields_a_wrong_hash() {
     let kafka = TestKafka::start();
     let (requests, responses) = (unique("hash_requests"), unique("hash_responses"));
     let (gateway_group, processor_group) = (unique("service_1"), unique("service_2"));
-    // As in a deployment, the topics exist before the services start (`ensure_topics` creates
-    // them through the Admin API on a real cluster; the embedded broker takes them from here).
-    let topics = [
-        kafkube_bus::TopicSpec::new(&requests, 4),
-        kafkube_bus::TopicSpec::new(format!("{requests}.dlq"), 1),
-        kafkube_bus::TopicSpec::new(&responses, 4),
-    ];
-    kafkube_bus::ensure_topics(&kafka.config(), &topics).await.unwrap();
+    // The topics do not exist: the services cannot create them through the Admin API (the
+    // embedded broker of another process has none), so they ask the broker to auto-create them.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
