@@ -145,6 +145,16 @@ impl Inner {
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Record>>> {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Removes a pending entry. The gauge moves by one per entry (not `set`), so it stays right
+    /// with several clients in one process.
+    fn take(&self, id: &str) -> Option<oneshot::Sender<Record>> {
+        let taken = self.pending().remove(id);
+        if taken.is_some() {
+            metrics::gauge!("kafkube_rpc_pending").decrement(1.0);
+        }
+        taken
+    }
 }
 
 /// Sends requests and matches their replies. Cheap to clone; clones share the pending map.
@@ -170,9 +180,7 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        let mut pending = self.inner.pending();
-        pending.remove(&self.id);
-        metrics::gauge!("kafkube_rpc_pending").set(pending.len() as f64);
+        self.inner.take(&self.id);
     }
 }
 
@@ -290,7 +298,7 @@ impl RpcClient {
                 return Err(RpcError::DuplicateId(id));
             }
             pending.insert(id.clone(), tx);
-            metrics::gauge!("kafkube_rpc_pending").set(pending.len() as f64);
+            metrics::gauge!("kafkube_rpc_pending").increment(1.0);
             PendingGuard { inner, id }
         };
         let link = inner.producer.link();
@@ -349,7 +357,7 @@ impl ReplyListener {
                     let waiter = record
                         .headers
                         .get_str(Header::CORRELATION_ID)
-                        .and_then(|id| inner.pending().remove(id));
+                        .and_then(|id| inner.take(id));
                     match waiter {
                         // The waiter may have given up a moment ago; nothing to do then.
                         Some(tx) => drop(tx.send(record)),
@@ -376,7 +384,7 @@ impl ReplyListener {
             pending.clear();
             n
         };
-        metrics::gauge!("kafkube_rpc_pending").set(0.0);
+        metrics::gauge!("kafkube_rpc_pending").decrement(dropped as f64);
         tracing::info!(topic = %self.settings.reply_topic, failed_pending = dropped, "reply listener stopped");
         Ok(())
     }

@@ -423,6 +423,22 @@ async fn a_hash_processor_killed_mid_load_never_yields_a_wrong_hash() {
         )
     );
 
+    // After the burst of timeouts, the gateway holds no pending request.
+    let metrics = reqwest::get(url.replace("/hash", "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "kafkube_rpc_pending 0"),
+        "pending gauge: {:?}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("kafkube_rpc"))
+            .collect::<Vec<_>>()
+    );
+
     for p in [&mut processors[1], &mut gateway] {
         signal(&p.0, "-TERM");
         assert!(p.0.wait().unwrap().success());
