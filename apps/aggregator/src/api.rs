@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AggregatorArgs;
+use crate::coalesce::Coalescer;
 use crate::consumer::IngestHandler;
 use crate::model::parse_body;
 use crate::store;
@@ -23,8 +24,21 @@ use crate::store;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// `POST /publish` stores through this, so concurrent requests share statements.
+    pub writer: Coalescer,
     pub started: Instant,
     pub max_events: usize,
+}
+
+impl AppState {
+    pub fn new(db: Db, writers: usize, max_events: usize) -> Self {
+        Self {
+            writer: Coalescer::start(db.clone(), writers),
+            db,
+            started: Instant::now(),
+            max_events,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +90,7 @@ pub fn router(state: AppState) -> Router {
 )]
 async fn publish(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Response, ApiError> {
     let events = parse_body(body, s.max_events).map_err(ApiError::Invalid)?;
-    let r = store::ingest(&s.db, &events).await?;
+    let r = s.writer.ingest(events).await?;
     Ok(Json(r).into_response())
 }
 
@@ -158,11 +172,7 @@ impl AggregatorService {
             settings,
             IngestHandler::new(db.clone(), args.max_events),
         )?;
-        let state = AppState {
-            db: db.clone(),
-            started: Instant::now(),
-            max_events: args.max_events,
-        };
+        let state = AppState::new(db.clone(), args.writers, args.max_events);
         let readiness = Readiness::new().database("database", db).kafka(producer);
         // Large enough for `max_events` events of a few hundred bytes each.
         let body_limit = (args.max_events * 2048).max(1 << 20);

@@ -8,6 +8,7 @@
 //! and through restarts.
 
 pub mod api;
+pub mod coalesce;
 pub mod config;
 pub mod consumer;
 pub mod model;

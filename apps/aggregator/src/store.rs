@@ -1,6 +1,8 @@
 //! The aggregator's SQL: one statement (PostgreSQL) or one local transaction (SQLite) per batch,
 //! deduplicated by the unique `(topic, event_id)`, counters updated atomically with the insert.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use kafkube_store::{Db, StoreError, on_db};
 use serde::Serialize;
@@ -22,28 +24,34 @@ pub struct Ingested {
 
 /// Stores the events that are new, drops the repeats, and counts both.
 pub async fn ingest(db: &Db, events: &[Event]) -> Result<Ingested, StoreError> {
-    if events.is_empty() {
-        return Ok(Ingested::default());
+    Ok(ingest_many(db, &[events]).await?.pop().unwrap_or_default())
+}
+
+/// [`ingest`] for several requests in one statement (PostgreSQL) or transaction (SQLite), with
+/// each request's own counts. An id that several of them carry is stored once and counted as
+/// inserted for the first of them.
+pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>, StoreError> {
+    let accepted: i64 = batches.iter().map(|b| b.len() as i64).sum();
+    if accepted == 0 {
+        return Ok(vec![Ingested::default(); batches.len()]);
     }
-    let accepted = events.len() as i64;
     let now = Utc::now();
-    // Every batch takes its unique-key locks in the same (topic, event_id) order, so concurrent
-    // batches that share ids wait for each other instead of deadlocking.
-    let mut sorted: Vec<&Event> = events.iter().collect();
-    sorted.sort_by(|a, b| (&a.topic, &a.event_id).cmp(&(&b.topic, &b.event_id)));
-    let events = sorted;
+    // Every statement takes its unique-key locks in the same (topic, event_id) order, so
+    // concurrent statements that share ids wait for each other instead of deadlocking.
+    let mut events: Vec<&Event> = batches.iter().flat_map(|b| b.iter()).collect();
+    events.sort_by(|a, b| (&a.topic, &a.event_id).cmp(&(&b.topic, &b.event_id)));
     let slot = fastrand::i32(0..SLOTS);
-    let inserted = match db {
+    let stored: Vec<(String, String)> = match db {
         Db::Postgres(pool) => {
             let col = |f: fn(&Event) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
-            let (inserted,): (i64,) = sqlx::query_as(
+            sqlx::query_as(
                 "WITH ins AS ( \
                      INSERT INTO agg_events (topic, event_id, timestamp, source, payload, received_at) \
                      SELECT t, e, ts, s, p::jsonb, $6 \
                      FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) AS u(t, e, ts, s, p) \
                      ORDER BY t, e \
                      ON CONFLICT (topic, event_id) DO NOTHING \
-                     RETURNING topic), \
+                     RETURNING topic, event_id), \
                  topics AS ( \
                      INSERT INTO agg_topics (topic) SELECT DISTINCT topic FROM ins ORDER BY topic ON CONFLICT DO NOTHING), \
                  counted AS (SELECT COUNT(*) AS n FROM ins), \
@@ -52,7 +60,7 @@ pub async fn ingest(db: &Db, events: &[Event]) -> Result<Ingested, StoreError> {
                          unique_processed = unique_processed + (SELECT n FROM counted), \
                          duplicate_dropped = duplicate_dropped + $7 - (SELECT n FROM counted) \
                      WHERE slot = $8) \
-                 SELECT n FROM counted",
+                 SELECT topic, event_id FROM ins",
             )
             .bind(col(|e| e.topic.clone()))
             .bind(col(|e| e.event_id.clone()))
@@ -62,13 +70,12 @@ pub async fn ingest(db: &Db, events: &[Event]) -> Result<Ingested, StoreError> {
             .bind(now)
             .bind(accepted)
             .bind(slot)
-            .fetch_one(pool)
-            .await?;
-            inserted
+            .fetch_all(pool)
+            .await?
         }
         Db::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
-            let mut inserted = 0;
+            let mut stored = Vec::new();
             // 6 parameters a row; SQLite allows 32766 per statement.
             for chunk in events.chunks(5000) {
                 let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -82,8 +89,8 @@ pub async fn ingest(db: &Db, events: &[Event]) -> Result<Ingested, StoreError> {
                         .push_bind(Value::Object(e.payload.clone()).to_string())
                         .push_bind(now);
                 });
-                q.push(" ON CONFLICT (topic, event_id) DO NOTHING");
-                inserted += q.build().execute(&mut *tx).await?.rows_affected() as i64;
+                q.push(" ON CONFLICT (topic, event_id) DO NOTHING RETURNING topic, event_id");
+                stored.extend(q.build_query_as::<(String, String)>().fetch_all(&mut *tx).await?);
             }
             let mut topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
             topics.sort_unstable();
@@ -94,6 +101,7 @@ pub async fn ingest(db: &Db, events: &[Event]) -> Result<Ingested, StoreError> {
             });
             q.push(" ON CONFLICT DO NOTHING");
             q.build().execute(&mut *tx).await?;
+            let inserted = stored.len() as i64;
             sqlx::query(
                 "UPDATE agg_stats SET received = received + $1, unique_processed = unique_processed + $2, \
                  duplicate_dropped = duplicate_dropped + $3 WHERE slot = $4",
@@ -105,16 +113,28 @@ pub async fn ingest(db: &Db, events: &[Event]) -> Result<Ingested, StoreError> {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            inserted
+            stored
         }
     };
+    let inserted = stored.len() as i64;
     metrics::counter!("aggregator_events_received_total").increment(accepted as u64);
     metrics::counter!("aggregator_events_duplicate_total").increment((accepted - inserted) as u64);
-    Ok(Ingested {
-        accepted,
-        inserted,
-        duplicates: accepted - inserted,
-    })
+    // Each stored key counts once, for the first request that carried it.
+    let mut unclaimed: HashSet<(String, String)> = stored.into_iter().collect();
+    Ok(batches
+        .iter()
+        .map(|batch| {
+            let inserted = batch
+                .iter()
+                .filter(|e| unclaimed.remove(&(e.topic.clone(), e.event_id.clone())))
+                .count() as i64;
+            Ingested {
+                accepted: batch.len() as i64,
+                inserted,
+                duplicates: batch.len() as i64 - inserted,
+            }
+        })
+        .collect())
 }
 
 type Row = (

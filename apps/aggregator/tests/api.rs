@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -23,11 +23,7 @@ fn ev(topic: &str, id: &str) -> Value {
 async fn app(backend: Backend) -> (TestDb, AppState) {
     let t = TestDb::new(backend).await;
     t.db.migrate(&kafkube_aggregator::migrations()).await.unwrap();
-    let state = AppState {
-        db: t.db.clone(),
-        started: Instant::now(),
-        max_events: 5000,
-    };
+    let state = AppState::new(t.db.clone(), 2, 5000);
     (t, state)
 }
 
@@ -163,11 +159,7 @@ async fn dedup_and_counters_survive_a_restart(backend: Backend) {
     // A new process: new pool, same database.
     let db = Db::connect(&t.url, &DbArgs::default()).await.unwrap();
     db.migrate(&kafkube_aggregator::migrations()).await.unwrap();
-    let state = AppState {
-        db,
-        started: Instant::now(),
-        max_events: 5000,
-    };
+    let state = AppState::new(db, 2, 5000);
     assert_eq!(
         publish(&state, json!([ev("auth", "r1"), ev("auth", "r3")])).await.1,
         json!({"accepted": 2, "inserted": 1, "duplicates": 1})
@@ -283,7 +275,31 @@ async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
     task.await.unwrap().unwrap();
 }
 
+/// Requests merged into one statement each get their own counts; an id two of them carry is
+/// stored once and counted as inserted for the first.
+async fn merged_requests_get_their_own_counts(backend: Backend) {
+    use kafkube_aggregator::model::parse_body;
+    use kafkube_aggregator::store::{Ingested, ingest_many};
+    let (t, state) = app(backend).await;
+    let a = parse_body(json!([ev("auth", "m1"), ev("auth", "m2"), ev("auth", "m1")]), 10).unwrap();
+    let b = parse_body(json!([ev("auth", "m2"), ev("auth", "m3")]), 10).unwrap();
+    let c = parse_body(json!([ev("orders", "m1")]), 10).unwrap();
+    let counts = ingest_many(&t.db, &[&a, &b, &c]).await.unwrap();
+    let ingested = |accepted, inserted| Ingested {
+        accepted,
+        inserted,
+        duplicates: accepted - inserted,
+    };
+    assert_eq!(counts, vec![ingested(3, 2), ingested(2, 1), ingested(1, 1)]);
+    let s = stats_hold_the_invariant(&state).await;
+    assert_eq!(
+        (s["received"].as_i64(), s["unique_processed"].as_i64()),
+        (Some(6), Some(4))
+    );
+}
+
 backend_tests!(
+    merged_requests_get_their_own_counts,
     the_load_generator_ends_at_the_exact_counts,
     body_shapes_and_deduplication,
     schema_errors_are_400_naming_event_and_field,
