@@ -43,7 +43,7 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
     let slot = fastrand::i32(0..SLOTS);
     let stored: Vec<(String, String)> = match db {
         Db::Postgres(pool) => {
-            let col = |f: fn(&Event) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+            let col = |f: fn(&Event) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
             sqlx::query_as(
                 "WITH ins AS ( \
                      INSERT INTO agg_events (topic, event_id, timestamp, source, payload, received_at) \
@@ -62,11 +62,11 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
                      WHERE slot = $8) \
                  SELECT topic, event_id FROM ins",
             )
-            .bind(col(|e| e.topic.clone()))
-            .bind(col(|e| e.event_id.clone()))
+            .bind(col(|e| &e.topic))
+            .bind(col(|e| &e.event_id))
             .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
-            .bind(col(|e| e.source.clone()))
-            .bind(col(|e| Value::Object(e.payload.clone()).to_string()))
+            .bind(col(|e| &e.source))
+            .bind(events.iter().map(|e| payload_text(e)).collect::<Vec<_>>())
             .bind(now)
             .bind(accepted)
             .bind(slot)
@@ -86,7 +86,7 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
                         .push_bind(&e.event_id)
                         .push_bind(e.timestamp)
                         .push_bind(&e.source)
-                        .push_bind(Value::Object(e.payload.clone()).to_string())
+                        .push_bind(payload_text(e))
                         .push_bind(now);
                 });
                 q.push(" ON CONFLICT (topic, event_id) DO NOTHING RETURNING topic, event_id");
@@ -120,13 +120,13 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
     metrics::counter!("aggregator_events_received_total").increment(accepted as u64);
     metrics::counter!("aggregator_events_duplicate_total").increment((accepted - inserted) as u64);
     // Each stored key counts once, for the first request that carried it.
-    let mut unclaimed: HashSet<(String, String)> = stored.into_iter().collect();
+    let mut unclaimed: HashSet<(&str, &str)> = stored.iter().map(|(t, e)| (t.as_str(), e.as_str())).collect();
     Ok(batches
         .iter()
         .map(|batch| {
             let inserted = batch
                 .iter()
-                .filter(|e| unclaimed.remove(&(e.topic.clone(), e.event_id.clone())))
+                .filter(|e| unclaimed.remove(&(e.topic.as_str(), e.event_id.as_str())))
                 .count() as i64;
             Ingested {
                 accepted: batch.len() as i64,
@@ -135,6 +135,12 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
             }
         })
         .collect())
+}
+
+/// The payload as JSON text (serialised from the parsed object, without copying it).
+fn payload_text(e: &Event) -> String {
+    // Serialising fails only for maps with non-string keys, which a JSON object cannot have.
+    serde_json::to_string(&e.payload).expect("a JSON object always serialises")
 }
 
 type Row = (
