@@ -5,13 +5,12 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kafkube_bus::{ConsumerRunner, ConsumerSettings, KafkaConfig, Producer};
 use kafkube_core::Shutdown;
-use kafkube_http::{HttpServer, Json, Query, Readiness, ServiceError, error_response, finish_router, ops_router};
-use kafkube_store::{Db, DbArgs, StoreError};
+use kafkube_http::{HttpServer, Json, Query, Readiness, RequestError, finish_router, ops_router};
+use kafkube_store::{Db, DbArgs};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -41,30 +40,6 @@ impl AppState {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        Self::Service(e.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match self {
-            Self::Service(e) => return e.into_response(),
-            Self::Invalid(_) => StatusCode::BAD_REQUEST,
-        };
-        error_response(status, self.to_string())
-    }
-}
-
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/publish", post(publish))
@@ -88,8 +63,8 @@ pub fn router(state: AppState) -> Router {
         (status = 503, description = "The database is unreachable; retry", body = crate::openapi::ErrorDoc),
     )
 )]
-async fn publish(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Response, ApiError> {
-    let events = parse_body(body, s.max_events).map_err(ApiError::Invalid)?;
+async fn publish(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Response, RequestError> {
+    let events = parse_body(body, s.max_events).map_err(RequestError::bad_request)?;
     let r = s.writer.ingest(events).await?;
     Ok(Json(r).into_response())
 }
@@ -113,10 +88,10 @@ struct EventsQuery {
         (status = 400, description = "A bad `limit`", body = crate::openapi::ErrorDoc),
     )
 )]
-async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> Result<Response, ApiError> {
+async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> Result<Response, RequestError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=5000).contains(&limit) {
-        return Err(ApiError::Invalid("`limit` must be between 1 and 5000".into()));
+        return Err(RequestError::bad_request("`limit` must be between 1 and 5000"));
     }
     let topic = q.topic.as_deref().filter(|t| !t.is_empty());
     Ok(Json(store::events(&s.db, topic, limit).await?).into_response())
@@ -136,7 +111,7 @@ pub struct Stats {
 
 /// Counters since the database was created, and the topics seen.
 #[utoipa::path(get, path = "/stats", responses((status = 200, description = "Counters", body = Stats)))]
-async fn stats(State(s): State<AppState>) -> Result<Response, ApiError> {
+async fn stats(State(s): State<AppState>) -> Result<Response, RequestError> {
     let c = store::counters(&s.db).await?;
     Ok(Json(Stats {
         received: c.received,

@@ -103,10 +103,10 @@ async fn hash(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Resp
     let data = parse_data(&body).map_err(GatewayError::Invalid)?;
     let id = uuid::Uuid::new_v4().to_string();
     let payload = serde_json::to_vec(&HashRequest {
-        id: id.clone(),
-        data: data.to_owned(),
+        id: id.as_str().into(),
+        data: data.into(),
     })
-    .map_err(|e| GatewayError::Invalid(e.to_string()))?;
+    .expect("two strings always serialise");
     let request = Outgoing::new(s.request_topic.as_str(), Some(id.as_str()), payload)
         .header(Header::CORRELATION_ID, id.as_str())
         .header(Header::EVENT_TYPE, "hash.requested");

@@ -1,13 +1,16 @@
 //! The messages on `hash_requests` / `hash_responses`, as in the seed, and the hash itself.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// A request on `hash_requests` (key: the id).
+/// A request on `hash_requests` (key: the id). Borrowed when the gateway writes it, so the data
+/// is not copied; owned when the processor reads it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HashRequest {
-    pub id: String,
-    pub data: String,
+pub struct HashRequest<'a> {
+    pub id: Cow<'a, str>,
+    pub data: Cow<'a, str>,
 }
 
 /// A reply on `hash_responses`, and the gateway's 200 body.

@@ -36,13 +36,16 @@ impl Handler for HashHandler {
                 metrics::counter!("hash_requests_total", "outcome" => "expired").increment(1);
                 continue;
             }
-            let reply = match r.json::<HashRequest>() {
+            let reply = match r.json::<HashRequest<'static>>() {
                 Ok(req) => {
                     let hash = sha256_hex(req.data.as_bytes());
                     self.hashed.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("hash_requests_total", "outcome" => "hashed").increment(1);
-                    let body = serde_json::to_vec(&HashReply { id: req.id, hash })
-                        .map_err(|e| HandlerError::permanent(e.to_string()))?;
+                    let body = serde_json::to_vec(&HashReply {
+                        id: req.id.into_owned(),
+                        hash,
+                    })
+                    .map_err(|e| HandlerError::permanent(e.to_string()))?;
                     rpc::reply(r, body)
                 }
                 Err(why) => {

@@ -205,14 +205,7 @@ async fn plumbing_errors_are_json_and_ops_endpoints_answer() {
     );
     let ready: serde_json::Value = http.get(api.url("/ready")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["ready"], true);
-    let metrics = http
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = kafkube_testkit::get_text(&api.url("/metrics")).await;
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert_eq!(
         kafkube_outbox::pending(&db.db).await.unwrap(),

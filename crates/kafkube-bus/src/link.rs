@@ -41,7 +41,12 @@ impl Link {
         let _ = rx.wait_for(|up| !*up).await;
     }
 
+    /// Called on every acknowledged delivery: a shared read when nothing changes, the write
+    /// lock only on a transition.
     pub(crate) fn set(&self, up: bool) {
+        if self.is_up() == up {
+            return;
+        }
         self.up.send_if_modified(|now| {
             if *now == up {
                 return false;

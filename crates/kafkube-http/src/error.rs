@@ -55,6 +55,39 @@ impl IntoResponse for ServiceError {
     }
 }
 
+/// The usual error of a handler: the request's fault, with its status and a message for the
+/// `{"error"}` body, or a [`ServiceError`]. Apps whose errors carry their own meaning (the
+/// students API's 404 and 409) wrap [`ServiceError`] in a type of their own instead.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{1}")]
+    Status(StatusCode, String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl RequestError {
+    /// 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::Status(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl From<kafkube_store::StoreError> for RequestError {
+    fn from(e: kafkube_store::StoreError) -> Self {
+        Self::Service(e.into())
+    }
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Status(status, message) => error_response(status, message),
+            Self::Service(e) => e.into_response(),
+        }
+    }
+}
+
 /// `axum::Json` whose rejections are the contract's `{"error"}` bodies: 400 for syntax and
 /// schema errors (never 422), 415 for a missing `Content-Type: application/json`, 413 for a body
 /// over the limit.

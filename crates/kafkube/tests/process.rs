@@ -117,14 +117,7 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     .await;
     assert!(logged.is_some(), "a POST reaches event_logs");
     eprintln!("first event logged {:?} after the first POST", started.elapsed());
-    let metrics = http
-        .get(url.replace("/api/mahasiswa", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = kafkube_testkit::get_text(&url.replace("/api/mahasiswa", "/metrics")).await;
     assert!(metrics.contains("end_to_end_latency_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("kafkube_outbox_published_total"), "{metrics}");
 
@@ -424,12 +417,7 @@ async fn a_hash_processor_killed_mid_load_never_yields_a_wrong_hash() {
     );
 
     // After the burst of timeouts, the gateway holds no pending request.
-    let metrics = reqwest::get(url.replace("/hash", "/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = kafkube_testkit::get_text(&url.replace("/hash", "/metrics")).await;
     assert!(
         metrics.lines().any(|l| l == "kafkube_rpc_pending 0"),
         "pending gauge: {:?}",
