@@ -9,15 +9,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kafkube_bus::{ConsumerRunner, ConsumerSettings, KafkaConfig, Producer};
 use kafkube_core::Shutdown;
-use kafkube_http::{HttpServer, Json, Query, Readiness, RequestError, finish_router, ops_router};
+use kafkube_http::{HttpServer, Json, JsonBytes, Query, Readiness, RequestError, finish_router, ops_router};
 use kafkube_store::{Db, DbArgs};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::AggregatorArgs;
 use crate::coalesce::Coalescer;
 use crate::consumer::IngestHandler;
-use crate::model::parse_body;
+use crate::model::parse_body_bytes;
 use crate::store;
 
 #[derive(Clone)]
@@ -63,8 +63,8 @@ pub fn router(state: AppState) -> Router {
         (status = 503, description = "The database is unreachable; retry", body = crate::openapi::ErrorDoc),
     )
 )]
-async fn publish(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Response, RequestError> {
-    let events = parse_body(body, s.max_events).map_err(RequestError::bad_request)?;
+async fn publish(State(s): State<AppState>, JsonBytes(body): JsonBytes) -> Result<Response, RequestError> {
+    let events = parse_body_bytes(&body, s.max_events).map_err(|e| RequestError::bad_request(e.to_string()))?;
     let r = s.writer.ingest(events).await?;
     Ok(Json(r).into_response())
 }

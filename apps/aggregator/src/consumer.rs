@@ -5,7 +5,7 @@
 use kafkube_bus::{BatchOutput, Handler, HandlerError, Record};
 use kafkube_store::Db;
 
-use crate::model::{Event, parse_body};
+use crate::model::{Event, parse_body_bytes};
 use crate::store;
 
 pub struct IngestHandler {
@@ -24,7 +24,11 @@ impl Handler for IngestHandler {
         let mut out = BatchOutput::default();
         let mut events: Vec<Event> = Vec::with_capacity(batch.len());
         for (i, r) in batch.iter().enumerate() {
-            match r.json().and_then(|body| parse_body(body, self.max_events)) {
+            let parsed = match &r.payload {
+                Some(body) => parse_body_bytes(body, self.max_events).map_err(|e| e.to_string()),
+                None => Err("record has no payload".to_owned()),
+            };
+            match parsed {
                 Ok(evs) => events.extend(evs),
                 Err(why) => out.reject(i, why),
             }

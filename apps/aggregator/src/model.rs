@@ -1,21 +1,29 @@
 //! An aggregated event and the validation of `POST /publish` bodies and Kafka records.
+//!
+//! A body is first read straight into borrowed typed fields, the payload kept as the JSON text it
+//! arrived as (no tree is built and none re-serialised). Only a body that does not fit that shape
+//! is parsed again as a `serde_json::Value`, to say exactly which event and field is wrong.
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A validated event.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Event {
     pub topic: String,
     pub event_id: String,
     pub timestamp: DateTime<Utc>,
     pub source: String,
-    pub payload: Map<String, Value>,
+    /// A JSON object, as its text.
+    pub payload: Box<RawValue>,
 }
 
 /// A stored event, as `GET /events` returns it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct StoredEvent {
     #[serde(flatten)]
     pub event: Event,
@@ -24,8 +32,77 @@ pub struct StoredEvent {
 
 const MAX_TEXT: usize = 255;
 
+/// Why a body was refused; both are 400s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("invalid JSON: {0}")]
+    Syntax(String),
+    #[error("{0}")]
+    Schema(String),
+}
+
+/// An event as it arrives, borrowing from the body where it can.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    topic: Cow<'a, str>,
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    events: Vec<WireEvent<'a>>,
+}
+
 /// The events of a body: one event, an array of events, or `{"events": [...]}`. An error names
 /// the event (by index when there are several) and the field.
+pub fn parse_body_bytes(body: &[u8], max_events: usize) -> Result<Vec<Event>, BodyError> {
+    let fast = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice::<Vec<WireEvent>>(body).ok().map(|v| (v, false)),
+        Some(b'{') => serde_json::from_slice::<WireEvent>(body)
+            .map(|e| (vec![e], true))
+            .or_else(|_| serde_json::from_slice::<Envelope>(body).map(|e| (e.events, false)))
+            .ok(),
+        _ => None,
+    };
+    match fast {
+        Some((items, single)) => {
+            check_count(items.len(), max_events).map_err(BodyError::Schema)?;
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, w)| from_wire(w).map_err(|e| BodyError::Schema(locate(e, i, single))))
+                .collect()
+        }
+        // Not that shape: the detailed (slower) reading finds and names the fault.
+        None => {
+            let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::Syntax(e.to_string()))?;
+            parse_body(value, max_events).map_err(BodyError::Schema)
+        }
+    }
+}
+
+fn from_wire(w: WireEvent<'_>) -> Result<Event, String> {
+    Ok(Event {
+        topic: text("topic", w.topic)?,
+        event_id: text("event_id", w.event_id)?,
+        timestamp: timestamp(&w.timestamp)?,
+        source: text("source", w.source)?,
+        payload: payload(w.payload)?,
+    })
+}
+
+/// [`parse_body_bytes`] for a body already parsed into a `Value`.
 pub fn parse_body(body: Value, max_events: usize) -> Result<Vec<Event>, String> {
     let (items, single) = match body {
         Value::Array(items) => (items, false),
@@ -43,28 +120,30 @@ pub fn parse_body(body: Value, max_events: usize) -> Result<Vec<Event>, String> 
             ));
         }
     };
-    if items.is_empty() {
-        return Err("no events in the body".into());
-    }
-    if items.len() > max_events {
-        return Err(format!(
-            "{} events in one body; at most {max_events} are accepted",
-            items.len()
-        ));
-    }
+    check_count(items.len(), max_events)?;
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            parse_event(item).map_err(|e| {
-                if single {
-                    format!("event: {e}")
-                } else {
-                    format!("events[{i}]: {e}")
-                }
-            })
-        })
+        .map(|(i, item)| parse_event(item).map_err(|e| locate(e, i, single)))
         .collect()
+}
+
+fn check_count(n: usize, max_events: usize) -> Result<(), String> {
+    if n == 0 {
+        return Err("no events in the body".into());
+    }
+    if n > max_events {
+        return Err(format!("{n} events in one body; at most {max_events} are accepted"));
+    }
+    Ok(())
+}
+
+fn locate(e: String, index: usize, single: bool) -> String {
+    if single {
+        format!("event: {e}")
+    } else {
+        format!("events[{index}]: {e}")
+    }
 }
 
 /// One event; the error names the field.
@@ -72,18 +151,18 @@ pub fn parse_event(item: Value) -> Result<Event, String> {
     let Value::Object(mut obj) = item else {
         return Err(format!("must be an object, got {}", kind(&item)));
     };
-    let topic = text(&mut obj, "topic")?;
-    let event_id = text(&mut obj, "event_id")?;
-    let source = text(&mut obj, "source")?;
+    let topic = text("topic", string_field(&mut obj, "topic")?)?;
+    let event_id = text("event_id", string_field(&mut obj, "event_id")?)?;
+    let source = text("source", string_field(&mut obj, "source")?)?;
     let timestamp = match obj.remove("timestamp") {
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
-            .map_err(|_| format!("`timestamp` must be an RFC 3339 date-time like 2025-12-19T00:00:00Z, got \"{s}\""))?
-            .with_timezone(&Utc),
+        Some(Value::String(s)) => self::timestamp(&s)?,
         Some(other) => return Err(format!("`timestamp` must be an RFC 3339 string, got {}", kind(&other))),
         None => return Err("`timestamp` is required".into()),
     };
     let payload = match obj.remove("payload") {
-        Some(Value::Object(p)) => p,
+        Some(p @ Value::Object(_)) => {
+            serde_json::value::to_raw_value(&p).map_err(|e| format!("`payload` cannot be stored: {e}"))?
+        }
         Some(other) => return Err(format!("`payload` must be an object, got {}", kind(&other))),
         None => return Err("`payload` is required".into()),
     };
@@ -99,15 +178,39 @@ pub fn parse_event(item: Value) -> Result<Event, String> {
     })
 }
 
-fn text(obj: &mut Map<String, Value>, field: &str) -> Result<String, String> {
+fn string_field<'a>(obj: &mut Map<String, Value>, field: &str) -> Result<Cow<'a, str>, String> {
     match obj.remove(field) {
-        Some(Value::String(s)) if s.trim().is_empty() => Err(format!("`{field}` must not be empty")),
-        Some(Value::String(s)) if s.chars().count() > MAX_TEXT => {
-            Err(format!("`{field}` is longer than {MAX_TEXT} characters"))
-        }
-        Some(Value::String(s)) => Ok(s),
+        Some(Value::String(s)) => Ok(Cow::Owned(s)),
         Some(other) => Err(format!("`{field}` must be a string, got {}", kind(&other))),
         None => Err(format!("`{field}` is required")),
+    }
+}
+
+/// A required short text field: not blank, at most [`MAX_TEXT`] characters.
+fn text(field: &str, s: Cow<'_, str>) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(format!("`{field}` must not be empty"));
+    }
+    // Characters, not bytes; a string of at most MAX_TEXT bytes needs no count.
+    if s.len() > MAX_TEXT && s.chars().count() > MAX_TEXT {
+        return Err(format!("`{field}` is longer than {MAX_TEXT} characters"));
+    }
+    Ok(s.into_owned())
+}
+
+fn timestamp(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("`timestamp` must be an RFC 3339 date-time like 2025-12-19T00:00:00Z, got \"{s}\""))
+}
+
+fn payload(raw: &RawValue) -> Result<Box<RawValue>, String> {
+    // Valid JSON already; an object starts with `{` (RawValue keeps no surrounding whitespace).
+    if raw.get().starts_with('{') {
+        Ok(raw.to_owned())
+    } else {
+        let kind = serde_json::from_str::<Value>(raw.get()).map_or("not an object", |v| kind(&v));
+        Err(format!("`payload` must be an object, got {kind}"))
     }
 }
 
@@ -172,5 +275,97 @@ mod tests {
         let mut extra = ev("d");
         extra["color"] = json!("red");
         assert!(parse_body(extra, 10).unwrap_err().contains("unknown field `color`"));
+    }
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap()
+    }
+
+    fn as_values(events: &[Event]) -> Vec<Value> {
+        events
+            .iter()
+            .map(|e| {
+                json!({"topic": e.topic, "event_id": e.event_id, "timestamp": e.timestamp, "source": e.source,
+                       "payload": serde_json::from_str::<Value>(e.payload.get()).unwrap()})
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fast_and_the_detailed_reading_agree() {
+        let mut odd = ev("quote\"and\\slash é \u{1F600}");
+        odd["payload"] = json!({"nested": {"list": [1, 2.5, null, "x\ny"]}, "b": true});
+        odd["timestamp"] = json!("2025-12-19T07:00:00+07:00");
+        for body in [
+            ev("a"),
+            json!([ev("a"), odd.clone()]),
+            json!({"events": [odd, ev("c")]}),
+        ] {
+            let fast = parse_body_bytes(&bytes(&body), 10).unwrap();
+            let detailed = parse_body(body, 10).unwrap();
+            assert_eq!(as_values(&fast), as_values(&detailed));
+        }
+        let fast = parse_body_bytes(&bytes(&json!([ev("quote\"x")])), 10).unwrap();
+        assert_eq!(fast[0].event_id, "quote\"x");
+        assert_eq!(fast[0].timestamp.to_rfc3339(), "2025-12-19T00:00:00+00:00");
+    }
+
+    #[test]
+    fn the_payload_is_kept_as_sent_without_surrounding_space() {
+        let body = br#"  { "topic": "t", "event_id": "1", "timestamp": "2025-12-19T00:00:00Z", "source": "s",
+                         "payload":   {"b": 1,  "a": [ 2 ]}   }  "#;
+        let events = parse_body_bytes(body, 10).unwrap();
+        assert_eq!(events[0].payload.get(), r#"{"b": 1,  "a": [ 2 ]}"#);
+    }
+
+    #[test]
+    fn byte_bodies_get_the_same_errors() {
+        let err = |body: &[u8]| parse_body_bytes(body, 2).unwrap_err();
+        assert!(matches!(err(b"{\"topic\": "), BodyError::Syntax(_)));
+        assert!(err(b"[1,]").to_string().starts_with("invalid JSON: "));
+        let mut number_time = ev("a");
+        number_time["timestamp"] = json!(5);
+        assert_eq!(
+            err(&bytes(&number_time)),
+            BodyError::Schema("event: `timestamp` must be an RFC 3339 string, got a number".into())
+        );
+        let mut bad_payload = ev("b");
+        bad_payload["payload"] = json!(null);
+        assert_eq!(
+            err(&bytes(&json!([ev("a"), bad_payload]))).to_string(),
+            "events[1]: `payload` must be an object, got null"
+        );
+        let mut blank = ev("c");
+        blank["source"] = json!("  ");
+        assert_eq!(
+            err(&bytes(&json!({"events": [blank]}))).to_string(),
+            "events[0]: `source` must not be empty"
+        );
+        let mut extra = ev("d");
+        extra["color"] = json!("red");
+        assert!(err(&bytes(&extra)).to_string().contains("unknown field `color`"));
+        assert!(
+            err(&bytes(&json!([ev("a"), ev("b"), ev("c")])))
+                .to_string()
+                .contains("at most 2")
+        );
+        assert_eq!(err(b"[]").to_string(), "no events in the body");
+        assert!(err(b"\"x\"").to_string().starts_with("expected an event"));
+        assert_eq!(
+            err(b"{\"events\": 3}").to_string(),
+            "`events` must be an array of events"
+        );
+    }
+
+    #[test]
+    fn text_limits_count_characters_not_bytes() {
+        let mut e = ev("a");
+        e["topic"] = json!("é".repeat(255));
+        assert!(parse_body_bytes(&bytes(&e), 1).is_ok());
+        e["topic"] = json!("é".repeat(256));
+        assert_eq!(
+            parse_body_bytes(&bytes(&e), 1).unwrap_err().to_string(),
+            "event: `topic` is longer than 255 characters"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use kafkube_store::{Db, StoreError, on_db};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use sqlx::types::Json;
 
 use crate::model::{Event, StoredEvent};
@@ -49,7 +49,7 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
                      INSERT INTO agg_events (topic, event_id, timestamp, source, payload, received_at) \
                      SELECT t, e, ts, s, p::jsonb, $6 \
                      FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) AS u(t, e, ts, s, p) \
-                     ORDER BY t, e \
+                     ORDER BY t COLLATE \"C\", e COLLATE \"C\" \
                      ON CONFLICT (topic, event_id) DO NOTHING \
                      RETURNING topic, event_id), \
                  topics AS ( \
@@ -66,7 +66,7 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
             .bind(col(|e| &e.event_id))
             .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
             .bind(col(|e| &e.source))
-            .bind(events.iter().map(|e| payload_text(e)).collect::<Vec<_>>())
+            .bind(col(|e| e.payload.get()))
             .bind(now)
             .bind(accepted)
             .bind(slot)
@@ -86,7 +86,7 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
                         .push_bind(&e.event_id)
                         .push_bind(e.timestamp)
                         .push_bind(&e.source)
-                        .push_bind(payload_text(e))
+                        .push_bind(e.payload.get())
                         .push_bind(now);
                 });
                 q.push(" ON CONFLICT (topic, event_id) DO NOTHING RETURNING topic, event_id");
@@ -137,18 +137,12 @@ pub async fn ingest_many(db: &Db, batches: &[&[Event]]) -> Result<Vec<Ingested>,
         .collect())
 }
 
-/// The payload as JSON text (serialised from the parsed object, without copying it).
-fn payload_text(e: &Event) -> String {
-    // Serialising fails only for maps with non-string keys, which a JSON object cannot have.
-    serde_json::to_string(&e.payload).expect("a JSON object always serialises")
-}
-
 type Row = (
     String,
     String,
     DateTime<Utc>,
     String,
-    Json<Map<String, Value>>,
+    Json<Box<RawValue>>,
     DateTime<Utc>,
 );
 

@@ -133,6 +133,32 @@ async fn schema_errors_are_400_naming_event_and_field(backend: Backend) {
     let (status, err) = call(&state, "POST", "/publish", Some("{not json".into())).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(err["error"].as_str().unwrap().starts_with("invalid JSON"));
+    // The body must say it is JSON; a charset parameter is fine.
+    for (content_type, expected) in [
+        (None, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Some("text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Some("application/json; charset=utf-8"), StatusCode::OK),
+    ] {
+        let mut req = Request::builder().method("POST").uri("/publish");
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let body = Body::from(ev("auth", &format!("ct-{content_type:?}")).to_string());
+        let res = router(state.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+        assert_eq!(res.status(), expected, "{content_type:?}");
+    }
+    let s = stats_hold_the_invariant(&state).await;
+    assert_eq!(s["received"], 1, "only the accepted JSON body counts");
+}
+
+async fn rejected_bodies_store_nothing(backend: Backend) {
+    let (_t, state) = app(backend).await;
+    let mut bad = ev("auth", "x");
+    bad["payload"] = json!("text");
+    for body in [json!([ev("auth", "ok"), bad]), json!({"topic": "auth"}), json!([])] {
+        let (status, err) = publish(&state, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    }
     // A rejected body stores nothing and counts nothing.
     let s = stats_hold_the_invariant(&state).await;
     assert_eq!(s["received"], 0);
@@ -303,6 +329,7 @@ backend_tests!(
     the_load_generator_ends_at_the_exact_counts,
     body_shapes_and_deduplication,
     schema_errors_are_400_naming_event_and_field,
+    rejected_bodies_store_nothing,
     concurrent_identical_posts_insert_once,
     dedup_and_counters_survive_a_restart,
     http_and_kafka_ingest_deduplicate_each_other,

@@ -140,6 +140,44 @@ fn json_rejection(r: JsonRejection) -> Response {
     }
 }
 
+/// The body of a request that declares itself JSON (`Content-Type: application/json` or
+/// `application/*+json`, else 415), unparsed, for handlers that parse it themselves (borrowing
+/// from it rather than building a `serde_json::Value`). 413 for a body over the limit.
+#[derive(Debug, Clone, Default)]
+pub struct JsonBytes(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !declares_json(req.headers()) {
+            return Err(error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a JSON body with header `Content-Type: application/json`",
+            ));
+        }
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Self(b)),
+            Err(r) => Err(error_response(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// `application/json`, or a `+json` subtype, with any parameters.
+fn declares_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    }
+}
+
 /// The innermost error message (serde's, with line and column), without axum's prefix.
 fn source_text(e: &dyn std::error::Error) -> String {
     let mut cur: &dyn std::error::Error = e;

@@ -9,6 +9,6 @@ pub mod error;
 pub mod ops;
 pub mod server;
 
-pub use error::{ErrorBody, Json, Path, Query, RequestError, ServiceError, error_response};
+pub use error::{ErrorBody, Json, JsonBytes, Path, Query, RequestError, ServiceError, error_response};
 pub use ops::{Readiness, ReadinessCheck, ops_router};
 pub use server::{HttpServer, finish_router};

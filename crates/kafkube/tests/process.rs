@@ -432,3 +432,90 @@ async fn a_hash_processor_killed_mid_load_never_yields_a_wrong_hash() {
         assert!(p.0.wait().unwrap().success());
     }
 }
+
+/// `kafkube broker` alone, with `serve` processes against it: the apps' topics exist with the
+/// partition counts their environment asks for, and a record produced to the aggregator's topic
+/// is ingested by a separate `serve aggregator` process. SIGTERM stops it and removes the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_alone_serves_separate_processes() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bootstrap");
+    let broker = Guard(
+        kafkube()
+            .args(["broker", "--bootstrap-file", file.to_str().unwrap()])
+            .env("HASH_PARTITIONS", "5")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let bootstrap = eventually(Duration::from_secs(30), || async {
+        let s = std::fs::read_to_string(&file).ok()?;
+        s.ends_with('\n').then(|| s.trim().to_owned())
+    })
+    .await
+    .expect("the broker writes its bootstrap address");
+
+    let metadata_consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let md =
+        tokio::task::spawn_blocking(move || metadata_consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap())
+            .await
+            .unwrap();
+    let partitions = |name: &str| {
+        md.topics()
+            .iter()
+            .find(|t| t.name() == name)
+            .map(|t| t.partitions().len())
+    };
+    assert_eq!(partitions("hash_requests"), Some(5), "HASH_PARTITIONS is honoured");
+    assert_eq!(partitions("hash_responses"), Some(5));
+    assert_eq!(partitions("mahasiswa_events"), Some(4));
+    assert_eq!(partitions("logs"), Some(4));
+    assert!(partitions("logs.dlq").is_some());
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let _aggregator = Guard(
+        kafkube()
+            .args(["serve", "aggregator"])
+            .env("KAFKA_BROKERS", &bootstrap)
+            .env("KAFKA_OPTIONS", "fetch.wait.max.ms=2")
+            .env(
+                "AGGREGATOR_DATABASE_URL",
+                format!("sqlite:{}", dir.path().join("agg.db").display()),
+            )
+            .env("AGGREGATOR_HOST", "127.0.0.1")
+            .env("AGGREGATOR_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let producer = Producer::new(&kafkube_bus::KafkaConfig::new(bootstrap.clone())).unwrap();
+    let event = json!({"topic": "audit", "event_id": "via-kafka", "timestamp": "2025-12-19T00:00:00Z",
+                       "source": "test", "payload": {"n": 1}});
+    producer
+        .send(&Outgoing::new("logs", Some("k"), event.to_string()))
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/events?topic=audit");
+    let stored = eventually(Duration::from_secs(60), || async {
+        let res = reqwest::get(&url).await.ok()?;
+        let events: serde_json::Value = res.json().await.ok()?;
+        (events.as_array()?.len() == 1).then_some(events)
+    })
+    .await
+    .expect("the record reaches the aggregator in the other process");
+    assert_eq!(stored[0]["event_id"], "via-kafka");
+
+    let mut broker = broker;
+    signal(&broker.0, "-TERM");
+    let status = broker.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!file.exists(), "the bootstrap file is removed on exit");
+}

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod bench;
+mod broker;
 mod latency;
 mod load;
 mod migrate;
@@ -41,6 +42,8 @@ pub enum Command {
     Up(Box<up::UpArgs>),
     /// Run one service against an existing broker and database (one per pod).
     Serve(serve::ServeArgs),
+    /// Run only the embedded broker, with the apps' topics, for `serve` processes on this machine.
+    Broker(broker::BrokerArgs),
     /// Apply the database migrations and exit (services also migrate at start).
     Migrate(migrate::MigrateArgs),
     /// Students app: measure the latency from API write to `event_logs` row.
@@ -56,6 +59,7 @@ impl Command {
         match self {
             Self::Up(a) => up::run(*a).await,
             Self::Serve(a) => serve::run(a).await,
+            Self::Broker(a) => broker::run(a).await,
             Self::Migrate(a) => migrate::run(a).await,
             Self::Latency(a) => latency::run(a).await,
             Self::Load(a) => load::run(a).await,
