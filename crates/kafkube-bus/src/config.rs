@@ -138,13 +138,10 @@ impl KafkaConfig {
                 "heartbeat.interval.ms",
                 (self.session_timeout.as_millis() / 5).max(100).to_string(),
             )
+            // The broker answers a waiting fetch as soon as data arrives (the embedded one too,
+            // with Kafkube's patch of the mock cluster), so this bounds only idle polling.
             .set("fetch.wait.max.ms", "100")
             .set("allow.auto.create.topics", "true");
-        if crate::embedded::lookup(&self.brokers).is_some() {
-            // A real broker answers a waiting fetch as soon as data arrives; the mock cluster
-            // holds it for the full wait, which would add up to 100 ms to every event.
-            c.set("fetch.wait.max.ms", "2");
-        }
         self.apply_overrides(c)
     }
 

@@ -485,7 +485,6 @@ async fn the_broker_alone_serves_separate_processes() {
         kafkube()
             .args(["serve", "aggregator"])
             .env("KAFKA_BROKERS", &bootstrap)
-            .env("KAFKA_OPTIONS", "fetch.wait.max.ms=2")
             .env(
                 "AGGREGATOR_DATABASE_URL",
                 format!("sqlite:{}", dir.path().join("agg.db").display()),

@@ -41,10 +41,7 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
         "Topics: {}.",
         topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
     );
-    println!(
-        "Run services against it with KAFKA_BROKERS={bootstrap} KAFKA_OPTIONS=fetch.wait.max.ms=2 \
-         (this broker holds an empty fetch for the whole wait; real Kafka answers as soon as data arrives)."
-    );
+    println!("Run services against it with KAFKA_BROKERS={bootstrap}.");
     println!("Press Ctrl-C to stop.");
     let stop = Shutdown::new();
     stop.trigger_on_signals();

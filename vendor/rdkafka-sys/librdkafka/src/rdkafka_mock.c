@@ -314,6 +314,9 @@ err_parse:
  *
  * @param BaseOffset will contain the first assigned offset of the message set.
  */
+static void
+rd_kafka_mock_partition_wake_fetchers(rd_kafka_mock_partition_t *mpart);
+
 rd_kafka_resp_err_t
 rd_kafka_mock_partition_log_append(rd_kafka_mock_partition_t *mpart,
                                    const rd_kafkap_bytes_t *records,
@@ -367,6 +370,8 @@ rd_kafka_mock_partition_log_append(rd_kafka_mock_partition_t *mpart,
         mset = rd_kafka_mock_msgset_new(mpart, records, (size_t)RecordCount);
 
         *BaseOffset = mset->first_offset;
+
+        rd_kafka_mock_partition_wake_fetchers(mpart);
 
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 
@@ -832,6 +837,54 @@ rd_kafka_mock_cluster_io_set_events(rd_kafka_mock_cluster_t *mcluster,
         }
 
         rd_assert(!*"mock_cluster_io_set_events: fd not found");
+}
+
+/**
+ * @brief Data was just appended to \p mpart: send now the delayed empty
+ *        responses of the Fetch requests that wait on it (MaxWait), as a
+ *        real broker ends a fetch wait when data arrives. The client then
+ *        fetches again and gets the data. Each waiting Fetch response carries
+ *        the NULL-terminated list of partitions it asked for (see
+ *        rd_kafka_mock_handle_Fetch); the pointers are only compared.
+ *        (Kafkube patch, see vendor/README.md.)
+ */
+static void
+rd_kafka_mock_partition_wake_fetchers(rd_kafka_mock_partition_t *mpart) {
+        rd_kafka_mock_cluster_t *mcluster = mpart->topic->cluster;
+        rd_kafka_mock_broker_t *mrkb;
+        rd_ts_t now = rd_clock();
+
+        TAILQ_FOREACH(mrkb, &mcluster->brokers, link) {
+                rd_kafka_mock_connection_t *mconn;
+
+                TAILQ_FOREACH(mconn, &mrkb->connections, link) {
+                        rd_kafka_buf_t *rkbuf;
+                        rd_bool_t woken = rd_false;
+
+                        TAILQ_FOREACH(rkbuf, &mconn->outbufs.rkbq_bufs,
+                                      rkbuf_link) {
+                                rd_kafka_mock_partition_t **waits;
+
+                                if (rkbuf->rkbuf_reqhdr.ApiKey !=
+                                        RD_KAFKAP_Fetch ||
+                                    rkbuf->rkbuf_ts_retry <= now ||
+                                    !rkbuf->rkbuf_make_opaque)
+                                        continue;
+                                for (waits = rkbuf->rkbuf_make_opaque; *waits;
+                                     waits++) {
+                                        if (*waits == mpart) {
+                                                rkbuf->rkbuf_ts_retry = 0;
+                                                woken = rd_true;
+                                                break;
+                                        }
+                                }
+                        }
+                        if (woken)
+                                rd_kafka_mock_cluster_io_set_events(
+                                    mcluster, mconn->transport->rktrans_s,
+                                    POLLOUT);
+                }
+        }
 }
 
 /**

@@ -370,6 +370,10 @@ static int rd_kafka_mock_handle_Fetch(rd_kafka_mock_connection_t *mconn,
         int changed_leaders_cnt = 0;
         rd_kafka_mock_broker_t **changed_leaders =
             rd_calloc(mcluster->broker_cnt, sizeof(*changed_leaders));
+        /* Kafkube patch: the partitions this Fetch waits on, NULL-terminated
+         * (see rd_kafka_mock_partition_wake_fetchers()). */
+        rd_kafka_mock_partition_t **waits = NULL;
+        size_t waits_cnt = 0, waits_size = 0;
 
         if (rkbuf->rkbuf_reqhdr.ApiVersion <= 14) {
                 rd_kafka_buf_read_i32(rkbuf, &ReplicaId);
@@ -525,6 +529,18 @@ static int rd_kafka_mock_handle_Fetch(rd_kafka_mock_connection_t *mconn,
                         }
 
 
+                        if (!err && mpart) {
+                                if (waits_cnt + 1 >= waits_size) {
+                                        waits_size =
+                                            waits_size ? waits_size * 2 : 8;
+                                        waits = rd_realloc(
+                                            waits,
+                                            waits_size * sizeof(*waits));
+                                }
+                                waits[waits_cnt++] = mpart;
+                                waits[waits_cnt]   = NULL;
+                        }
+
                         /* Response: ErrorCode */
                         rd_kafka_buf_write_i16(resp, err);
 
@@ -671,20 +687,27 @@ static int rd_kafka_mock_handle_Fetch(rd_kafka_mock_connection_t *mconn,
                                 changed_leaders, changed_leaders_cnt);
 
         /* If there was no data, delay up to MaxWait.
-         * This isn't strictly correct since we should cut the wait short
-         * and feed newly produced data if a producer writes to the
-         * partitions, but that is too much of a hassle here since we
-         * can't block the thread. */
-        if (!totsize && MaxWait > 0)
+         * Kafkube patch: the wait is cut short when a producer writes to
+         * one of the partitions (rd_kafka_mock_partition_wake_fetchers()). */
+        if (!totsize && MaxWait > 0) {
                 resp->rkbuf_ts_retry = rd_clock() + (MaxWait * 1000);
+                /* Kafkube patch: ... unless data arrives first. */
+                if (waits) {
+                        resp->rkbuf_make_opaque          = waits;
+                        resp->rkbuf_free_make_opaque_cb = rd_free;
+                        waits                            = NULL;
+                }
+        }
 
         rd_kafka_mock_connection_send_response0(mconn, resp, rd_true);
         rd_free(changed_leaders);
+        rd_free(waits);
         return 0;
 
 err_parse:
         rd_kafka_buf_destroy(resp);
         rd_free(changed_leaders);
+        rd_free(waits);
         return -1;
 }
 
