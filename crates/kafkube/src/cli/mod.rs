@@ -2,6 +2,8 @@
 
 mod bench;
 mod broker;
+#[cfg(test)]
+mod deploy_check;
 mod latency;
 mod load;
 mod migrate;
