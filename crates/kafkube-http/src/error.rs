@@ -238,3 +238,37 @@ fn query_rejection(r: QueryRejection) -> Response {
         format!("invalid query string: {}", source_text(&r)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::declares_json;
+
+    #[test]
+    fn a_body_declares_json_by_its_media_type_and_suffix() {
+        let with = |ct: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            declares_json(&h)
+        };
+        for yes in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/vnd.api+json",
+        ] {
+            assert!(with(yes), "{yes}");
+        }
+        for no in [
+            "text/plain",
+            "text/json",
+            "application/jsonx",
+            "application/x-www-form-urlencoded",
+            "json",
+        ] {
+            assert!(!with(no), "{no}");
+        }
+        assert!(!declares_json(&HeaderMap::new()), "no content type");
+    }
+}
