@@ -3,14 +3,15 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kafkube_bus::{ConsumerRunner, ConsumerSettings, KafkaConfig, Producer};
-use kafkube_core::Shutdown;
-use kafkube_http::{HttpServer, Json, JsonBytes, Query, Readiness, RequestError, finish_router, ops_router};
-use kafkube_store::{Db, DbArgs};
+use kafkube_bus::ConsumerSettings;
+use kafkube_http::{Json, JsonBytes, Query, RequestError, finish_router, ops_router};
+use kafkube_runtime::{Context, Running, Service, ServiceInfo, base_url};
+use kafkube_store::Db;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -124,63 +125,43 @@ async fn stats(State(s): State<AppState>) -> Result<Response, RequestError> {
 }
 
 /// The aggregator as a service: HTTP ingest plus the Kafka ingest consumer.
-pub struct AggregatorService {
-    server: HttpServer,
-    router: Router,
-    consumer: ConsumerRunner<IngestHandler>,
-}
+pub struct AggregatorService;
 
-impl AggregatorService {
-    pub async fn build(
-        args: &AggregatorArgs,
-        db_args: &DbArgs,
-        kafka: &KafkaConfig,
-        shutdown: &Shutdown,
-    ) -> anyhow::Result<Self> {
-        let db = Db::open(&args.database_url, db_args, shutdown, &[crate::migrations()]).await?;
-        let producer = Producer::new(kafka)?;
+#[kafkube_runtime::async_trait]
+impl Service<AggregatorArgs> for AggregatorService {
+    fn info(&self) -> ServiceInfo {
+        ServiceInfo::intake(
+            "aggregator",
+            "Log aggregator on port 8080: `POST /publish` and Kafka ingest, deduplicated.",
+        )
+    }
+
+    async fn start(&self, args: &AggregatorArgs, ctx: &Context) -> anyhow::Result<Running> {
+        let db = ctx.open_db(&args.database_url, &[crate::migrations()]).await?;
         let topics: Vec<&str> = args.kafka_topics.iter().map(String::as_str).collect();
         let settings = ConsumerSettings::new(&args.group, &topics).max_batch(args.batch);
-        let consumer = ConsumerRunner::new(
-            kafka,
-            producer.clone(),
-            settings,
-            IngestHandler::new(db.clone(), args.max_events),
-        )?;
+        let consumer = ctx.consumer(settings, IngestHandler::new(db.clone(), args.max_events))?;
         let state = AppState::new(db.clone(), args.writers, args.max_events);
-        let readiness = Readiness::new().database("database", db).kafka(producer);
+        let readiness = ctx.readiness().database("database", db);
         // Large enough for `max_events` events of a few hundred bytes each.
         let body_limit = (args.max_events * 2048).max(1 << 20);
         let router = finish_router(
-            router(state).merge(ops_router(json!({"ok": true}), readiness)),
+            router(state).merge(ops_router(json!({"ok": true}), readiness.clone())),
             body_limit,
         );
-        let server = HttpServer::bind(SocketAddr::new(args.host, args.port)).await?;
-        Ok(Self {
-            server,
-            router,
-            consumer,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// Serves until `http_stop`. The Kafka ingest stops on `consumer_stop`, or — with `drain` —
-    /// once it has caught up after `drain` trips (how `kafkube up` stops).
-    pub async fn run(
-        self,
-        http_stop: Shutdown,
-        consumer_stop: Shutdown,
-        drain: Option<Shutdown>,
-    ) -> anyhow::Result<()> {
-        let consumer = match drain {
-            Some(d) => tokio::spawn(self.consumer.run_until_drained(consumer_stop, d)),
-            None => tokio::spawn(self.consumer.run(consumer_stop)),
-        };
-        let served = self.server.serve(self.router, http_stop).await;
-        consumer.await??;
-        Ok(served?)
+        let server = ctx
+            .bind(SocketAddr::new(args.host, args.port))
+            .await
+            .context("log aggregator: change the port with --aggregator-port / AGGREGATOR_PORT")?;
+        let addr = server.local_addr();
+        Ok(Running::new(readiness)
+            .http(addr)
+            .summary(format!(
+                "{}/publish (and Kafka topics {})",
+                base_url(addr),
+                args.kafka_topics.join(",")
+            ))
+            .intake(ctx.serve(server, router))
+            .consumer(ctx.run_consumer(consumer)))
     }
 }

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use clap::Args;
+use kafkube_store::DatabaseUrl;
 
 #[derive(Args, Clone, Debug)]
 pub struct AggregatorArgs {
@@ -31,7 +32,7 @@ pub struct AggregatorArgs {
         env = "AGGREGATOR_DATABASE_URL",
         default_value = "sqlite:data/aggregator.db"
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// Kafka topics whose records are ingested like `POST /publish` bodies (comma-separated).
     #[arg(

@@ -33,13 +33,7 @@ impl Handler for IngestHandler {
                 Err(why) => out.reject(i, why),
             }
         }
-        store::ingest(&self.db, &events).await.map_err(|e| {
-            if e.is_data_error() {
-                HandlerError::permanent(e.to_string())
-            } else {
-                HandlerError::transient(e)
-            }
-        })?;
+        store::ingest(&self.db, &events).await?;
         Ok(out)
     }
 }

@@ -19,7 +19,39 @@ pub use api::AggregatorService;
 pub use config::AggregatorArgs;
 
 use kafkube_bus::TopicSpec;
+use kafkube_runtime::{App, Database, Service};
 use kafkube_store::Migrations;
+
+/// The log aggregator app, as the binary lists it.
+pub struct Aggregator;
+
+impl App for Aggregator {
+    type Args = AggregatorArgs;
+
+    fn name(&self) -> &'static str {
+        "aggregator"
+    }
+
+    fn about(&self) -> &'static str {
+        "idempotent pub-sub log aggregator: HTTP and Kafka ingest, deduplicated (seed 003)"
+    }
+
+    fn topics(&self, args: &AggregatorArgs) -> Vec<TopicSpec> {
+        topics(args)
+    }
+
+    fn databases(&self, args: &AggregatorArgs) -> Vec<Database> {
+        vec![Database {
+            label: "aggregator",
+            url: args.database_url.clone(),
+            migrations: vec![migrations()],
+        }]
+    }
+
+    fn services(&self) -> Vec<Box<dyn Service<AggregatorArgs>>> {
+        vec![Box::new(AggregatorService)]
+    }
+}
 
 pub fn migrations() -> Migrations {
     Migrations {

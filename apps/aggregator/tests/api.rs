@@ -10,9 +10,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use kafkube_aggregator::api::{AppState, router};
 use kafkube_aggregator::{AggregatorArgs, AggregatorService};
-use kafkube_core::Shutdown;
 use kafkube_store::{Db, DbArgs};
-use kafkube_testkit::{Backend, TestDb, TestKafka, backend_tests, eventually, get_json, post_json};
+use kafkube_testkit::{Backend, Spawned, TestDb, TestKafka, backend_tests, eventually, get_json, post_json, spawn};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -198,33 +197,24 @@ async fn dedup_and_counters_survive_a_restart(backend: Backend) {
 }
 
 /// The whole service on a free port, ingesting `topic`; returns its base URL.
-async fn start(
-    kafka: &TestKafka,
-    t: &TestDb,
-    topic: &str,
-) -> (String, Shutdown, tokio::task::JoinHandle<anyhow::Result<()>>) {
+async fn start(kafka: &TestKafka, t: &TestDb, topic: &str) -> (String, Spawned) {
     let args = AggregatorArgs {
         port: 0,
         host: [127, 0, 0, 1].into(),
-        database_url: t.url.clone(),
+        database_url: t.url.parse().unwrap(),
         kafka_topics: vec![topic.to_owned()],
         group: kafkube_testkit::unique("aggregator"),
         ..AggregatorArgs::defaults()
     };
-    let stop = Shutdown::new();
-    let svc = AggregatorService::build(&args, &DbArgs::default(), &kafka.config(), &stop)
-        .await
-        .unwrap();
-    let base = format!("http://{}", svc.local_addr());
-    let task = tokio::spawn(svc.run(stop.clone(), stop.clone(), None));
-    (base, stop, task)
+    let svc = spawn(AggregatorService, args, &kafka.config()).await.unwrap();
+    (svc.url(""), svc)
 }
 
 async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
     let kafka = TestKafka::start();
     let topic = kafka.topic("logs", 2).await;
     let t = TestDb::new(backend).await;
-    let (base, stop, task) = start(&kafka, &t, &topic).await;
+    let (base, svc) = start(&kafka, &t, &topic).await;
 
     let (status, res) = post_json(&format!("{base}/publish"), &json!([ev("auth", "k1"), ev("auth", "k2")])).await;
     assert_eq!((status, &res["inserted"]), (200, &json!(2)));
@@ -261,14 +251,13 @@ async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
             .contains("invalid JSON")
     );
     assert_eq!(get_json(&format!("{base}/health")).await, json!({"ok": true}));
-    stop.trigger();
-    task.await.unwrap().unwrap();
+    svc.stop().await;
 }
 
 async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
     let kafka = TestKafka::start();
     let t = TestDb::new(backend).await;
-    let (url, stop, task) = start(&kafka, &t, &kafka.topic("logs", 1).await).await;
+    let (url, svc) = start(&kafka, &t, &kafka.topic("logs", 1).await).await;
     let load = kafkube_aggregator::load::LoadArgs {
         url,
         count: 2000,
@@ -297,8 +286,7 @@ async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
     }
     // A second run with the same seed repeats every id of a new run id: counts stay exact.
     assert!(kafkube_aggregator::load::run(&load).await.unwrap().ok);
-    stop.trigger();
-    task.await.unwrap().unwrap();
+    svc.stop().await;
 }
 
 /// Requests merged into one statement each get their own counts; an id two of them carry is

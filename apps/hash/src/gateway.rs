@@ -3,14 +3,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kafkube_bus::{Header, KafkaConfig, Outgoing, Producer, ReplyListener, RpcClient, RpcError, RpcSettings};
+use kafkube_bus::{Header, Outgoing, RpcClient, RpcError, RpcSettings};
 use kafkube_core::Shutdown;
-use kafkube_http::{HttpServer, Json, Readiness, error_response, finish_router, ops_router};
+use kafkube_http::{Json, error_response, finish_router, ops_router};
+use kafkube_runtime::{Context, Running, Service, ServiceInfo, base_url};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -134,25 +136,28 @@ async fn hash(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Resp
 )]
 struct ApiDoc;
 
-/// The gateway as a service: the HTTP server and the reply listener.
-pub struct GatewayService {
-    server: HttpServer,
-    router: Router,
-    rpc: RpcClient,
-    listener: ReplyListener,
-    /// Stops the reply listener once the HTTP server has answered every request in flight.
-    listener_stop: Shutdown,
-}
+/// The gateway as a service: the HTTP server and the reply listener. It provides its
+/// [`RpcClient`].
+pub struct HashGateway;
 
-impl GatewayService {
-    pub async fn build(args: &HashArgs, kafka: &KafkaConfig) -> anyhow::Result<Self> {
-        let producer = Producer::new(kafka)?;
+#[kafkube_runtime::async_trait]
+impl Service<HashArgs> for HashGateway {
+    fn info(&self) -> ServiceInfo {
+        ServiceInfo::intake(
+            "hash-gateway",
+            "Hash gateway on port 3001: `POST /hash` answered over Kafka request/reply. Run several; \
+             each reads its own partitions of the reply topic.",
+        )
+    }
+
+    async fn start(&self, args: &HashArgs, ctx: &Context) -> anyhow::Result<Running> {
+        // Stops the reply listener once the HTTP server has answered every request in flight.
         let listener_stop = Shutdown::new();
         let settings = RpcSettings::new(args.response_topic.as_str(), args.gateway_group.as_str());
-        let (rpc, listener) = RpcClient::new(kafka, producer.clone(), settings, &listener_stop)?;
+        let (rpc, listener) = RpcClient::new(&ctx.kafka, ctx.producer.clone(), settings, &listener_stop)?;
         let routes = rpc.clone();
         let group = args.gateway_group.clone();
-        let readiness = Readiness::new().kafka(producer).check("replies", move || {
+        let readiness = ctx.readiness().check("replies", move || {
             let (ready, topic, group) = (routes.is_ready(), routes.reply_topic().to_owned(), group.clone());
             async move {
                 if ready {
@@ -171,33 +176,32 @@ impl GatewayService {
             timeout: args.request_timeout,
         };
         let router = finish_router(
-            router(state).merge(ops_router(json!({"ok": true}), readiness)),
+            router(state).merge(ops_router(json!({"ok": true}), readiness.clone())),
             BODY_LIMIT,
         );
-        let server = HttpServer::bind(SocketAddr::new(args.host, args.port)).await?;
-        Ok(Self {
-            server,
-            router,
-            rpc,
-            listener,
-            listener_stop,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    pub fn rpc(&self) -> &RpcClient {
-        &self.rpc
-    }
-
-    /// Serves until `stop`, lets the requests in flight finish, then stops the reply listener.
-    pub async fn run(self, stop: Shutdown) -> anyhow::Result<()> {
-        let listener = tokio::spawn(self.listener.run());
-        let served = self.server.serve(self.router, stop).await;
-        self.listener_stop.trigger();
-        listener.await??;
-        Ok(served?)
+        let server = ctx
+            .bind(SocketAddr::new(args.host, args.port))
+            .await
+            .context("hash gateway: change the port with --hash-port / SERVICE_1_PORT")?;
+        let addr = server.local_addr();
+        let serve = ctx.serve(server, router);
+        let intake = async move {
+            let listener = tokio::spawn(listener.run());
+            let served = serve.await;
+            listener_stop.trigger();
+            listener.await??;
+            served
+        };
+        Ok(Running::new(readiness)
+            .http(addr)
+            .summary(format!(
+                "{}/hash (over {} → group {} → {})",
+                base_url(addr),
+                args.request_topic,
+                args.processor_group,
+                args.response_topic
+            ))
+            .intake(intake)
+            .provide(rpc))
     }
 }

@@ -14,10 +14,38 @@ pub mod model;
 pub mod processor;
 
 pub use config::HashArgs;
-pub use gateway::GatewayService;
+pub use gateway::HashGateway;
 pub use processor::HashProcessor;
 
 use kafkube_bus::TopicSpec;
+use kafkube_runtime::{App, Database, Service};
+
+/// The hash app, as the binary lists it.
+pub struct Hash;
+
+impl App for Hash {
+    type Args = HashArgs;
+
+    fn name(&self) -> &'static str {
+        "hash"
+    }
+
+    fn about(&self) -> &'static str {
+        "SHA-256 over Kafka request/reply: gateway and processors (seed 001)"
+    }
+
+    fn topics(&self, args: &HashArgs) -> Vec<TopicSpec> {
+        topics(args)
+    }
+
+    fn databases(&self, _: &HashArgs) -> Vec<Database> {
+        Vec::new()
+    }
+
+    fn services(&self) -> Vec<Box<dyn Service<HashArgs>>> {
+        vec![Box::new(HashGateway), Box::new(HashProcessor)]
+    }
+}
 
 /// The topics the app needs: requests (with their dead-letter topic) and replies.
 pub fn topics(args: &HashArgs) -> Vec<TopicSpec> {

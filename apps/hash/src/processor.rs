@@ -7,11 +7,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kafkube_bus::{
-    BatchOutput, ConsumerRunner, ConsumerSettings, Handler, HandlerError, KafkaConfig, Producer, Record, rpc,
-};
-use kafkube_core::Shutdown;
-use kafkube_http::Readiness;
+use kafkube_bus::{BatchOutput, ConsumerSettings, Handler, HandlerError, Record, rpc};
+use kafkube_runtime::{Context, Running, Service, ServiceInfo};
 
 use crate::HashArgs;
 use crate::model::{HashReply, HashRequest, sha256_hex};
@@ -63,43 +60,30 @@ impl Handler for HashHandler {
     }
 }
 
-/// The processor as a service.
-pub struct HashProcessor {
-    runner: ConsumerRunner<HashHandler>,
-    producer: Producer,
-    hashed: Arc<AtomicU64>,
-}
+/// The processor as a service. It provides its `hashed` counter (`Arc<AtomicU64>`).
+pub struct HashProcessor;
 
-impl HashProcessor {
-    pub fn build(args: &HashArgs, kafka: &KafkaConfig) -> anyhow::Result<Self> {
-        let producer = Producer::new(kafka)?;
+#[kafkube_runtime::async_trait]
+impl Service<HashArgs> for HashProcessor {
+    fn info(&self) -> ServiceInfo {
+        ServiceInfo::consumer(
+            "hash-processor",
+            "Hash processor: group `service_2` on `hash_requests`, one reply per request. Run several to scale out.",
+        )
+    }
+
+    async fn start(&self, args: &HashArgs, ctx: &Context) -> anyhow::Result<Running> {
         let handler = HashHandler::default();
         let hashed = handler.hashed();
         let settings =
             ConsumerSettings::new(&args.processor_group, &[args.request_topic.as_str()]).max_batch(args.batch);
-        let runner = ConsumerRunner::new(kafka, producer.clone(), settings, handler)?;
-        Ok(Self {
-            runner,
-            producer,
-            hashed,
-        })
-    }
-
-    /// Hashes computed by this instance so far.
-    pub fn hashed(&self) -> Arc<AtomicU64> {
-        self.hashed.clone()
-    }
-
-    pub fn readiness(&self) -> Readiness {
-        Readiness::new().kafka(self.producer.clone())
-    }
-
-    /// Runs until `shutdown`; with `drain`, stops once caught up after `drain` trips.
-    pub async fn run(self, shutdown: Shutdown, drain: Option<Shutdown>) -> anyhow::Result<()> {
-        match drain {
-            Some(d) => self.runner.run_until_drained(shutdown, d).await?,
-            None => self.runner.run(shutdown).await?,
-        };
-        Ok(())
+        let runner = ctx.consumer(settings, handler)?;
+        Ok(Running::new(ctx.readiness())
+            .summary(format!(
+                "group {} on {} → {}",
+                args.processor_group, args.request_topic, args.response_topic
+            ))
+            .consumer(ctx.run_consumer(runner))
+            .provide(hashed))
     }
 }

@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use kafkube_bus::{Header, Outgoing, Producer, RpcClient, RpcError};
-use kafkube_core::Shutdown;
 use kafkube_hash::model::sha256_hex;
-use kafkube_hash::{GatewayService, HashArgs, HashProcessor};
-use kafkube_testkit::{TestKafka, eventually, get_json, post_json, unique};
+use kafkube_hash::{HashArgs, HashGateway, HashProcessor};
+use kafkube_testkit::{Spawned, TestKafka, eventually, get_json, post_json, spawn, unique};
 use serde_json::json;
-use tokio::task::JoinHandle;
 
 const HELLO: &str = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
 
@@ -28,15 +26,12 @@ struct Stack {
 struct Gateway {
     base: String,
     rpc: RpcClient,
-    stop: Shutdown,
-    task: JoinHandle<anyhow::Result<()>>,
+    svc: Spawned,
 }
 
 struct Processor {
     hashed: Arc<AtomicU64>,
-    stop: Shutdown,
-    drain: Shutdown,
-    task: JoinHandle<anyhow::Result<()>>,
+    svc: Spawned,
 }
 
 impl Stack {
@@ -60,25 +55,21 @@ impl Stack {
     }
 
     async fn gateway(&self) -> Gateway {
-        let svc = GatewayService::build(&self.args, &self.kafka.config()).await.unwrap();
-        let base = format!("http://{}", svc.local_addr());
-        let rpc = svc.rpc().clone();
-        let stop = Shutdown::new();
-        let task = tokio::spawn(svc.run(stop.clone()));
-        Gateway { base, rpc, stop, task }
+        let svc = spawn(HashGateway, self.args.clone(), &self.kafka.config())
+            .await
+            .unwrap();
+        Gateway {
+            base: svc.url(""),
+            rpc: svc.get(),
+            svc,
+        }
     }
 
-    fn processor(&self) -> Processor {
-        let p = HashProcessor::build(&self.args, &self.kafka.config()).unwrap();
-        let hashed = p.hashed();
-        let (stop, drain) = (Shutdown::new(), Shutdown::new());
-        let task = tokio::spawn(p.run(stop.clone(), Some(drain.clone())));
-        Processor {
-            hashed,
-            stop,
-            drain,
-            task,
-        }
+    async fn processor(&self) -> Processor {
+        let svc = spawn(HashProcessor, self.args.clone(), &self.kafka.config())
+            .await
+            .unwrap();
+        Processor { hashed: svc.get(), svc }
     }
 }
 
@@ -110,26 +101,19 @@ impl Gateway {
     }
 
     async fn stop(self) {
-        self.stop.trigger();
-        self.task.await.unwrap().unwrap();
+        self.svc.stop().await;
     }
 }
 
 impl Processor {
     /// Lets the processor catch up with every request, then stops it.
     async fn drain(self) -> u64 {
-        self.drain.trigger();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the processor drains")
-            .unwrap()
-            .unwrap();
+        self.svc.drain().await;
         self.hashed.load(Ordering::SeqCst)
     }
 
     async fn stop(self) {
-        self.stop.trigger();
-        self.task.await.unwrap().unwrap();
+        self.svc.stop().await;
     }
 }
 
@@ -147,7 +131,7 @@ async fn raw(method: reqwest::Method, url: &str, body: &'static str) -> (u16, se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashes_over_kafka_and_refuses_bad_input() {
     let stack = Stack::new(Duration::from_secs(10)).await;
-    let processor = stack.processor();
+    let processor = stack.processor().await;
     let gw = stack.gateway().await;
     gw.warm_up().await;
 
@@ -204,7 +188,7 @@ async fn without_a_processor_requests_time_out_and_nothing_stays_pending() {
     assert_eq!(gw.rpc.pending(), 0, "timed-out requests leave no pending entry");
 
     // A processor that starts late skips the requests whose gateway gave up, and answers new ones.
-    let processor = stack.processor();
+    let processor = stack.processor().await;
     let (status, body) = eventually(Duration::from_secs(40), || async {
         let (status, body) = gw.hash("hello world").await;
         (status == 200).then_some((status, body))
@@ -226,7 +210,7 @@ async fn an_unreachable_broker_is_503_at_once_and_recovers() {
         eprintln!("skipped: needs the embedded broker to take it down");
         return;
     };
-    let processor = stack.processor();
+    let processor = stack.processor().await;
     let gw = stack.gateway().await;
     gw.warm_up().await;
 
@@ -262,7 +246,7 @@ async fn an_unreachable_broker_is_503_at_once_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_and_two_processors_answer_1000_requests_once_each() {
     let stack = Stack::new(Duration::from_secs(20)).await;
-    let processors = [stack.processor(), stack.processor()];
+    let processors = [stack.processor().await, stack.processor().await];
     let gateways = [stack.gateway().await, stack.gateway().await];
     for gw in &gateways {
         gw.warm_up().await;
@@ -308,7 +292,7 @@ async fn two_gateways_and_two_processors_answer_1000_requests_once_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_nobody_can_answer_are_dead_lettered_or_answered_with_an_error() {
     let stack = Stack::new(Duration::from_secs(10)).await;
-    let processor = stack.processor();
+    let processor = stack.processor().await;
     let gw = stack.gateway().await;
     gw.warm_up().await;
 
@@ -347,7 +331,7 @@ async fn requests_nobody_can_answer_are_dead_lettered_or_answered_with_an_error(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_gateway_takes_over_the_reply_partitions() {
     let stack = Stack::new(Duration::from_secs(10)).await;
-    let processor = stack.processor();
+    let processor = stack.processor().await;
     let first = stack.gateway().await;
     first.warm_up().await;
     first.stop().await;

@@ -1,18 +1,20 @@
-//! `/api/mahasiswa`: the students REST API, and the service that runs it with its outbox relay.
+//! `/api/mahasiswa`: the students REST API, and [`StudentsApi`], the service that runs it with its
+//! outbox relay.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kafkube_bus::{KafkaConfig, Producer};
 use kafkube_core::Shutdown;
-use kafkube_http::{HttpServer, Json, Path, Query, Readiness, ServiceError, error_response, finish_router, ops_router};
+use kafkube_http::{Json, Path, Query, ServiceError, error_response, finish_router, ops_router};
 use kafkube_outbox::{Notifier, Relay};
-use kafkube_store::{Db, DbArgs, StoreError};
+use kafkube_runtime::{Context, Running, Service, ServiceInfo, base_url};
+use kafkube_store::{Db, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -161,52 +163,48 @@ async fn list(State(s): State<AppState>, Query(q): Query<Page>) -> Result<Respon
     .into_response())
 }
 
-/// The students API as a service: HTTP server plus the outbox relay that publishes its events.
-pub struct ApiService {
-    server: HttpServer,
-    router: Router,
-    relay: Relay,
-}
+/// The students API as a service: the HTTP server plus the outbox relay that publishes its events.
+pub struct StudentsApi;
 
-impl ApiService {
+#[kafkube_runtime::async_trait]
+impl Service<StudentsArgs> for StudentsApi {
+    fn info(&self) -> ServiceInfo {
+        ServiceInfo::intake("students-api", "Students REST API on port 3000, with its outbox relay.")
+    }
+
     /// Connects (waiting for the database), migrates, binds. Port 0 picks a free port.
-    pub async fn build(
-        args: &StudentsArgs,
-        db_args: &DbArgs,
-        kafka: &KafkaConfig,
-        shutdown: &Shutdown,
-    ) -> anyhow::Result<Self> {
-        let db = Db::open(&args.db.database_url, db_args, shutdown, &crate::main_migrations()).await?;
-        let producer = Producer::new(kafka)?;
-        let relay = Relay::new(db.clone(), producer.clone());
+    async fn start(&self, args: &StudentsArgs, ctx: &Context) -> anyhow::Result<Running> {
+        let db = ctx.open_db(&args.db.database_url, &crate::main_migrations()).await?;
+        let relay = Relay::new(db.clone(), ctx.producer.clone());
         let state = AppState {
             db: db.clone(),
             topic: args.topic.as_str().into(),
             relay: relay.notifier(),
         };
-        let readiness = Readiness::new().database("database", db).kafka(producer);
+        let readiness = ctx.readiness().database("database", db);
         let router = finish_router(
-            router(state).merge(ops_router(json!({"status": "ok"}), readiness)),
+            router(state).merge(ops_router(json!({"status": "ok"}), readiness.clone())),
             256 * 1024,
         );
-        let server = HttpServer::bind(SocketAddr::new(args.host, args.port)).await?;
-        Ok(Self { server, router, relay })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// Serves until `shutdown`; then stops taking requests, and the relay publishes what the
-    /// last requests committed before it returns.
-    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let server = ctx
+            .bind(SocketAddr::new(args.host, args.port))
+            .await
+            .context("students API: change the port with --students-port / STUDENTS_PORT")?;
+        let addr = server.local_addr();
+        let serve = ctx.serve(server, router);
         // The relay stops only after the server has finished its in-flight requests, so their
         // events are published in its final pass.
-        let relay_stop = Shutdown::new();
-        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
-        let served = self.server.serve(self.router, shutdown).await;
-        relay_stop.trigger();
-        relay.await?;
-        Ok(served?)
+        let intake = async move {
+            let relay_stop = Shutdown::new();
+            let relay = tokio::spawn(relay.run(relay_stop.clone()));
+            let served = serve.await;
+            relay_stop.trigger();
+            relay.await?;
+            served
+        };
+        Ok(Running::new(readiness)
+            .http(addr)
+            .summary(format!("{}/api/mahasiswa", base_url(addr)))
+            .intake(intake))
     }
 }

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use clap::Args;
+use kafkube_store::DatabaseUrl;
 
 #[derive(Args, Clone, Debug)]
 pub struct StudentsArgs {
@@ -51,7 +52,7 @@ pub struct StudentsDbArgs {
         env = "DATABASE_URL",
         default_value = "sqlite:data/students.db"
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// Log database, where the event logger writes `event_logs`.
     #[arg(
@@ -59,7 +60,7 @@ pub struct StudentsDbArgs {
         env = "LOG_DATABASE_URL",
         default_value = "sqlite:data/event-logs.db"
     )]
-    pub log_database_url: String,
+    pub log_database_url: DatabaseUrl,
 }
 
 impl StudentsArgs {

@@ -15,12 +15,51 @@ pub mod logger;
 pub mod model;
 pub mod store;
 
-pub use api::ApiService;
+pub use api::StudentsApi;
 pub use config::StudentsArgs;
 pub use logger::EventLogger;
 
 use kafkube_bus::TopicSpec;
+use kafkube_runtime::{App, Database, Service};
 use kafkube_store::Migrations;
+
+/// The students app, as the binary lists it.
+pub struct Students;
+
+impl App for Students {
+    type Args = StudentsArgs;
+
+    fn name(&self) -> &'static str {
+        "students"
+    }
+
+    fn about(&self) -> &'static str {
+        "students REST API with an outbox, and the event logger (seed 000)"
+    }
+
+    fn topics(&self, args: &StudentsArgs) -> Vec<TopicSpec> {
+        topics(args)
+    }
+
+    fn databases(&self, args: &StudentsArgs) -> Vec<Database> {
+        vec![
+            Database {
+                label: "students",
+                url: args.db.database_url.clone(),
+                migrations: main_migrations().into(),
+            },
+            Database {
+                label: "event log",
+                url: args.db.log_database_url.clone(),
+                migrations: vec![log_migrations()],
+            },
+        ]
+    }
+
+    fn services(&self) -> Vec<Box<dyn Service<StudentsArgs>>> {
+        vec![Box::new(StudentsApi), Box::new(EventLogger)]
+    }
+}
 
 /// Migrations of the main database (students and the outbox).
 pub fn main_migrations() -> [Migrations; 2] {

@@ -6,11 +6,9 @@
 //! replicas and restarts leave exactly one row per event.
 
 use chrono::{DateTime, Utc};
-use kafkube_bus::{
-    BatchOutput, ConsumerRunner, ConsumerSettings, Handler, HandlerError, KafkaConfig, Producer, Record,
-};
-use kafkube_core::Shutdown;
-use kafkube_store::{Db, DbArgs, StoreError};
+use kafkube_bus::{BatchOutput, ConsumerSettings, Handler, HandlerError, Record};
+use kafkube_runtime::{Context, Running, Service, ServiceInfo};
+use kafkube_store::{Db, StoreError};
 use serde::Deserialize;
 
 use crate::StudentsArgs;
@@ -84,13 +82,7 @@ impl Handler for EventLogHandler {
             return Ok(out);
         }
         let processed = Utc::now();
-        insert(&self.db, &rows, processed, &self.instance).await.map_err(|e| {
-            if e.is_data_error() {
-                HandlerError::permanent(e.to_string())
-            } else {
-                HandlerError::transient(e)
-            }
-        })?;
+        insert(&self.db, &rows, processed, &self.instance).await?;
         for row in &rows {
             let latency = (processed - row.api_sent).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
             metrics::histogram!("end_to_end_latency_seconds").record(latency);
@@ -157,45 +149,34 @@ async fn insert(db: &Db, rows: &[LogRow], processed: DateTime<Utc>, consumer: &s
 }
 
 /// The event logger as a service.
-pub struct EventLogger {
-    runner: ConsumerRunner<EventLogHandler>,
-    db: Db,
-    producer: Producer,
-}
+pub struct EventLogger;
 
-impl EventLogger {
+#[kafkube_runtime::async_trait]
+impl Service<StudentsArgs> for EventLogger {
+    fn info(&self) -> ServiceInfo {
+        ServiceInfo::consumer(
+            "event-logger",
+            "Event logger: `mahasiswa_events` → `event_logs`. Run several in one group to scale out.",
+        )
+    }
+
     /// Connects to the log database (waiting for it), migrates, joins the group.
-    pub async fn build(
-        args: &StudentsArgs,
-        db_args: &DbArgs,
-        kafka: &KafkaConfig,
-        shutdown: &Shutdown,
-    ) -> anyhow::Result<Self> {
-        let db = Db::open(&args.db.log_database_url, db_args, shutdown, &[crate::log_migrations()]).await?;
+    async fn start(&self, args: &StudentsArgs, ctx: &Context) -> anyhow::Result<Running> {
+        let db = ctx
+            .open_db(&args.db.log_database_url, &[crate::log_migrations()])
+            .await?;
         let mut settings = ConsumerSettings::new(&args.logger_group, &[&args.topic]).max_batch(args.logger_batch);
         if let Some(name) = &args.logger_instance {
             settings = settings.instance(name);
         }
         let handler = EventLogHandler::new(db.clone(), settings.instance.clone());
-        let producer = Producer::new(kafka)?;
-        let runner = ConsumerRunner::new(kafka, producer.clone(), settings, handler)?;
-        Ok(Self { runner, db, producer })
-    }
-
-    /// The checks behind the logger's `/ready`: its database and the broker.
-    pub fn readiness(&self) -> kafkube_http::Readiness {
-        kafkube_http::Readiness::new()
-            .database("database", self.db.clone())
-            .kafka(self.producer.clone())
-    }
-
-    /// Consumes until `shutdown`; with `drain`, stops once caught up after `drain` trips.
-    pub async fn run(self, shutdown: Shutdown, drain: Option<Shutdown>) -> anyhow::Result<()> {
-        match drain {
-            Some(d) => self.runner.run_until_drained(shutdown, d).await?,
-            None => self.runner.run(shutdown).await?,
-        };
-        Ok(())
+        let runner = ctx.consumer(settings, handler)?;
+        Ok(Running::new(ctx.readiness().database("database", db))
+            .summary(format!(
+                "group {} on {} → {}",
+                args.logger_group, args.topic, args.db.log_database_url
+            ))
+            .consumer(ctx.run_consumer(runner)))
     }
 }
 

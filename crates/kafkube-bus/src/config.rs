@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use rdkafka::ClientConfig;
 
+use crate::embedded::{EmbeddedBroker, EmbeddedBrokerGuard};
 use crate::{BusError, Result};
 
 /// Kafka connection options (flags and environment variables).
@@ -54,6 +55,9 @@ pub struct KafkaConfig {
     pub session_timeout: Duration,
     /// librdkafka properties applied last, so they override Kafkube's defaults.
     pub options: BTreeMap<String, String>,
+    /// The embedded broker behind `brokers`, when it runs in this process: topics are created
+    /// through its handle (it has no Admin API). Set by [`Cluster::resolve`] and the tests.
+    pub embedded: Option<EmbeddedBroker>,
 }
 
 impl KafkaConfig {
@@ -63,6 +67,15 @@ impl KafkaConfig {
             message_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
             options: BTreeMap::new(),
+            embedded: None,
+        }
+    }
+
+    /// Settings for the embedded broker `broker` of this process.
+    pub fn for_embedded(broker: &EmbeddedBroker) -> Self {
+        Self {
+            embedded: Some(broker.clone()),
+            ..Self::new(broker.bootstrap_servers())
         }
     }
 
@@ -80,6 +93,7 @@ impl KafkaConfig {
             message_timeout: Duration::from_secs(args.timeout_secs.max(1)),
             session_timeout: Duration::from_millis(args.session_timeout_ms),
             options: args.options.iter().cloned().collect(),
+            embedded: None,
         })
     }
 
@@ -148,6 +162,52 @@ impl KafkaConfig {
     /// Admin and metadata clients.
     pub fn admin_config(&self) -> ClientConfig {
         self.apply_overrides(self.base())
+    }
+}
+
+/// The broker a process talks to, decided once: the one given by `KAFKA_BROKERS`, or an embedded
+/// broker started here (only where the command allows it: `up`, `broker`, the benchmarks).
+#[derive(Debug)]
+pub struct Cluster {
+    pub config: KafkaConfig,
+    /// Owns the embedded broker; dropping it stops the broker, so it is dropped last.
+    embedded: Option<EmbeddedBrokerGuard>,
+}
+
+impl Cluster {
+    /// Uses `args.brokers` when given; otherwise starts an embedded broker if `embedded_allowed`,
+    /// else fails with an error that says what to set.
+    pub fn resolve(args: &KafkaArgs, embedded_allowed: bool) -> Result<Self> {
+        match &args.brokers {
+            Some(brokers) => Ok(Self {
+                config: KafkaConfig::from_args(args, brokers.clone())?,
+                embedded: None,
+            }),
+            None if embedded_allowed => Self::embedded(args, 1),
+            None => Err(BusError::Config(
+                "no broker given: set KAFKA_BROKERS (or --kafka-brokers); `kafkube up` and                  `kafkube broker` run an embedded one"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Starts an embedded broker of `brokers` nodes with the other settings of `args`.
+    pub fn embedded(args: &KafkaArgs, brokers: i32) -> Result<Self> {
+        let guard = EmbeddedBroker::start(brokers)?;
+        let mut config = KafkaConfig::from_args(args, guard.bootstrap_servers())?;
+        config.embedded = Some((*guard).clone());
+        Ok(Self {
+            config,
+            embedded: Some(guard),
+        })
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.config.brokers
     }
 }
 

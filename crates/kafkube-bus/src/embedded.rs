@@ -7,9 +7,7 @@
 //! The mock cluster handle is not `Send`, so it lives on a thread of its own and is driven
 //! through a channel.
 
-use std::collections::HashMap;
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use rdkafka::mocking::MockCluster;
@@ -55,22 +53,11 @@ impl std::ops::Deref for EmbeddedBrokerGuard {
 
 impl Drop for EmbeddedBrokerGuard {
     fn drop(&mut self) {
-        registry().lock().map(|mut r| r.remove(&self.handle.bootstrap)).ok();
         let _ = self.handle.tx.send(Command::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
-}
-
-fn registry() -> &'static Mutex<HashMap<String, EmbeddedBroker>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<String, EmbeddedBroker>>> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
-}
-
-/// The embedded broker of this process behind `bootstrap`, if there is one.
-pub(crate) fn lookup(bootstrap: &str) -> Option<EmbeddedBroker> {
-    registry().lock().ok()?.get(bootstrap).cloned()
 }
 
 impl EmbeddedBroker {
@@ -115,14 +102,7 @@ impl EmbeddedBroker {
         let bootstrap = ready_rx
             .recv()
             .map_err(|_| BusError::Embedded("broker thread exited during start".into()))??;
-        let handle = EmbeddedBroker {
-            bootstrap: bootstrap.clone(),
-            brokers,
-            tx,
-        };
-        if let Ok(mut r) = registry().lock() {
-            r.insert(bootstrap, handle.clone());
-        }
+        let handle = EmbeddedBroker { bootstrap, brokers, tx };
         Ok(EmbeddedBrokerGuard {
             handle,
             thread: Some(thread),

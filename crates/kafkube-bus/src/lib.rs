@@ -22,7 +22,7 @@ pub mod producer;
 pub mod rpc;
 pub mod topics;
 
-pub use config::{KafkaArgs, KafkaConfig};
+pub use config::{Cluster, KafkaArgs, KafkaConfig};
 pub use consumer::{BatchOutput, ConsumerRunner, ConsumerSettings, Handler, HandlerError, Record};
 pub use embedded::EmbeddedBroker;
 pub use error::{BusError, Result};

@@ -1,8 +1,8 @@
 //! Topic provisioning.
 //!
 //! Real clusters get `CreateTopics` through the Admin API (existing topics are left alone). The
-//! embedded broker has no Admin API, so topics on it are created through its own handle; this is
-//! the one place in Kafkube that distinguishes the two.
+//! embedded broker has no Admin API, so topics on it are created through its own handle (carried
+//! by [`KafkaConfig::embedded`]); this is the one place in Kafkube that distinguishes the two.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::{KafkaConfig, Result, embedded};
+use crate::{KafkaConfig, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -36,23 +36,31 @@ impl TopicSpec {
 
 /// Creates the topics that do not exist yet. Failures are logged, not fatal: on a managed
 /// cluster topics are often provisioned by operators and clients may lack the ACL to create them.
+///
+/// The cluster's metadata is read first, so a start against topics that already exist sends no
+/// `CreateTopics` at all: a broker without the Admin API (the embedded broker seen from another
+/// process) never answers one, and start-up must not wait for that.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<()> {
-    if let Some(broker) = embedded::lookup(&config.brokers) {
+    if let Some(broker) = &config.embedded {
         for t in topics {
             broker.create_topic(&t.name, t.partitions)?;
         }
         return Ok(());
     }
+    let existing = existing_topics(config).await;
+    let wanted: Vec<&TopicSpec> = topics.iter().filter(|t| !existing.contains(&t.name)).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = config.admin_config().create()?;
-    let new: Vec<NewTopic<'_>> = topics
+    let new: Vec<NewTopic<'_>> = wanted
         .iter()
         .map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(-1)))
         .collect();
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(5)))
         .request_timeout(Some(Duration::from_secs(5)));
-    // Bounded: a broker without the Admin API (the embedded one, seen from another process)
-    // never answers, and start-up must not hang on it.
+    // Bounded: a broker without the Admin API never answers, and start-up must not hang on it.
     let created = tokio::time::timeout(Duration::from_secs(6), admin.create_topics(&new, &opts)).await;
     let created =
         created.unwrap_or_else(|_| Err(rdkafka::error::KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)));
@@ -72,11 +80,34 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         }
         Err(e) => {
             tracing::warn!(error = %e, "topic creation failed; asking the broker to auto-create the topics");
-            missing.extend(topics.iter().map(|t| t.name.clone()));
+            missing.extend(wanted.iter().map(|t| t.name.clone()));
         }
     }
     auto_create(config, missing).await;
     Ok(())
+}
+
+/// The names of the topics the cluster has now (empty when it cannot be asked within 5 s).
+async fn existing_topics(config: &KafkaConfig) -> std::collections::HashSet<String> {
+    let client: std::result::Result<BaseProducer, _> = config.admin_config().create();
+    let Ok(client) = client else {
+        return Default::default();
+    };
+    let names = tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map(|m| m.topics().iter().map(|t| t.name().to_owned()).collect())
+    })
+    .await;
+    match names {
+        Ok(Ok(names)) => names,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the cluster's topics");
+            Default::default()
+        }
+        Err(_) => Default::default(),
+    }
 }
 
 /// Asks for each topic's metadata as a producer does, which makes a broker that allows it

@@ -47,7 +47,8 @@ impl Shutdown {
     }
 }
 
-async fn wait_for_signal() {
+/// Waits for the next Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");

@@ -139,8 +139,13 @@ impl Db {
 
     /// What a service does at start: connect (waiting for the database) and apply its
     /// migrations.
-    pub async fn open(url: &str, args: &DbArgs, shutdown: &Shutdown, migrations: &[Migrations]) -> Result<Self> {
-        let db = Self::connect_with_retry(url, args, shutdown).await?;
+    pub async fn open(
+        url: &crate::DatabaseUrl,
+        args: &DbArgs,
+        shutdown: &Shutdown,
+        migrations: &[Migrations],
+    ) -> Result<Self> {
+        let db = Self::connect_with_retry(url.expose(), args, shutdown).await?;
         for m in migrations {
             db.migrate(m).await?;
         }

@@ -8,9 +8,11 @@
 
 pub mod db;
 mod error;
+mod url;
 
 pub use db::{Backend, Db, DbArgs, Migrations, Tx};
 pub use error::{Result, StoreError};
+pub use url::DatabaseUrl;
 
 /// Re-exported so apps name one sqlx.
 pub use sqlx;

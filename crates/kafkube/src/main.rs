@@ -1,9 +1,10 @@
 //! `kafkube`: parses the command line and hands over to a subcommand. Everything else lives in
 //! the library crates (`crates/`) and the apps (`apps/`).
 
+mod apps;
 mod cli;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() {
     let code = run();
@@ -14,7 +15,11 @@ fn main() {
 }
 
 fn run() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::command().get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     kafkube_core::telemetry::init_logging(cli.log_format, cli::DEFAULT_LOG_FILTER);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -23,7 +28,7 @@ fn run() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(cli.command.run()) {
+    let code = match runtime.block_on(cli.command.run(&matches)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -50,49 +50,10 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
         eprintln!("note: `up` is tested with its embedded broker even when KAFKUBE_TEST_KAFKA_BROKERS is set");
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = kafkube()
-        .args([
-            "up",
-            "--students-port",
-            "0",
-            "--aggregator-port",
-            "0",
-            "--hash-port",
-            "0",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut guard = Guard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut url = None;
-    let mut aggregator = None;
-    let mut hash = None;
-    while url.is_none() || aggregator.is_none() || hash.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("`up` prints its addresses");
-        if let Some(rest) = line.trim().strip_prefix("students API") {
-            url = Some(rest.trim().replace("localhost", "127.0.0.1"));
-        }
-        if let Some(rest) = line.trim().strip_prefix("log aggregator") {
-            let publish = rest.split_whitespace().next().unwrap();
-            aggregator = Some(publish.replace("localhost", "127.0.0.1"));
-        }
-        if let Some(rest) = line.trim().strip_prefix("hash gateway") {
-            let endpoint = rest.split_whitespace().next().unwrap();
-            hash = Some(endpoint.replace("localhost", "127.0.0.1"));
-        }
-    }
-    let (url, aggregator, hash) = (url.unwrap(), aggregator.unwrap(), hash.unwrap());
+    let (mut guard, banner, rx) = up_in(dir.path());
+    let url = banner_url(&banner, "students-api");
+    let aggregator = banner_url(&banner, "aggregator");
+    let hash = banner_url(&banner, "hash-gateway");
 
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -517,4 +478,125 @@ async fn the_broker_alone_serves_separate_processes() {
     let status = broker.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(!file.exists(), "the bootstrap file is removed on exit");
+}
+
+/// Starts `kafkube up` on free ports in `dir` and returns it with the banner's lines, read up to
+/// "Press Ctrl-C" (the banner is printed once every service is ready), and the lines after it.
+fn up_in(dir: &std::path::Path) -> (Guard, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    let mut child = kafkube()
+        .args([
+            "up",
+            "--students-port",
+            "0",
+            "--aggregator-port",
+            "0",
+            "--hash-port",
+            "0",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = Guard(child);
+    let mut banner = Vec::new();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("`up` prints its banner");
+        let done = line.starts_with("Press Ctrl-C");
+        banner.push(line);
+        if done {
+            // Keep reading, as a terminal would, so its last lines find a reader.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            return (guard, banner, rx);
+        }
+    }
+    panic!("`up` exited before it was up: {banner:?}");
+}
+
+/// The URL a banner line gives for `service`, on 127.0.0.1.
+fn banner_url(banner: &[String], service: &str) -> String {
+    let line = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(service))
+        .unwrap_or_else(|| panic!("no {service} in {banner:?}"));
+    line.split_whitespace()
+        .next()
+        .unwrap()
+        .replace("localhost", "127.0.0.1")
+}
+
+/// "kafkube is up" means up: the first request to each service's main route, sent the moment
+/// the banner is printed and never retried, succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_answers_every_service_as_soon_as_it_says_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guard, banner, _rest) = up_in(dir.path());
+    assert!(banner.iter().any(|l| l.starts_with("kafkube is up")), "{banner:?}");
+    let students = banner_url(&banner, "students-api");
+    let aggregator = banner_url(&banner, "aggregator");
+    let hash = banner_url(&banner, "hash-gateway");
+    let event =
+        json!({"topic": "t", "event_id": "first", "timestamp": "2025-12-19T00:00:00Z", "source": "s", "payload": {}});
+    let (student, data) = (json!({"nim": "first", "nama": "First"}), json!({"data": "hello world"}));
+    let (s, a, h) = tokio::join!(
+        kafkube_testkit::post_json(&students, &student),
+        kafkube_testkit::post_json(&aggregator, &event),
+        kafkube_testkit::post_json(&hash, &data),
+    );
+    assert_eq!(s.0, 201, "students: {s:?}");
+    assert_eq!(a.0, 200, "aggregator: {a:?}");
+    assert_eq!(h.0, 200, "hash: {h:?}");
+    assert_eq!(
+        h.1["hash"],
+        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    );
+    signal(&guard.0, "-TERM");
+    let mut guard = guard;
+    let status = guard.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// `kafkube migrate` applies every app's migrations to each database it is given, and says so
+/// without printing a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_migrates_every_app_database() {
+    let main = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = format!("sqlite:{}", dir.path().join("log.db").display());
+    let aggregator = TestDb::postgres().await;
+    let with_password = aggregator.url.replacen("postgres@", "postgres:not-needed@", 1);
+    let out = kafkube()
+        .arg("migrate")
+        .env("DATABASE_URL", &main.url)
+        .env("LOG_DATABASE_URL", &log)
+        .env("AGGREGATOR_DATABASE_URL", &with_password)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("not-needed"), "a password was printed:\n{stdout}");
+    assert!(stdout.contains("aggregator"), "{stdout}");
+    let log_db = Db::connect(&log, &DbArgs::default()).await.unwrap();
+    for (db, table) in [
+        (&main.db, "mahasiswa"),
+        (&main.db, "kafkube_outbox"),
+        (&log_db, "event_logs"),
+        (&aggregator.db, "agg_events"),
+        (&aggregator.db, "agg_stats"),
+    ] {
+        // Fails (the query errors) unless the table was created.
+        let rows = scalar(db, &format!("SELECT COUNT(*) FROM {table}")).await;
+        assert!(rows >= 0, "{table}");
+    }
 }

@@ -2,22 +2,18 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-
 use kafkube_bus::{KafkaConfig, Outgoing, Producer};
-use kafkube_core::Shutdown;
-use kafkube_store::DbArgs;
-use kafkube_students::{ApiService, EventLogger, StudentsArgs};
+use kafkube_students::{EventLogger, StudentsApi, StudentsArgs};
+use kafkube_testkit::{Spawned, spawn};
 use serde_json::json;
-use tokio::task::JoinHandle;
 
 pub fn args(topic: &str, main_url: &str, log_url: &str) -> StudentsArgs {
     StudentsArgs {
         port: 0,
         host: [127, 0, 0, 1].into(),
         db: kafkube_students::config::StudentsDbArgs {
-            database_url: main_url.to_owned(),
-            log_database_url: log_url.to_owned(),
+            database_url: main_url.parse().unwrap(),
+            log_database_url: log_url.parse().unwrap(),
         },
         topic: topic.to_owned(),
         logger_group: kafkube_testkit::unique("logger"),
@@ -25,53 +21,16 @@ pub fn args(topic: &str, main_url: &str, log_url: &str) -> StudentsArgs {
     }
 }
 
-/// A service running in the background until `stop`.
-pub struct Running {
-    pub addr: Option<SocketAddr>,
-    shutdown: Shutdown,
-    task: JoinHandle<anyhow::Result<()>>,
+pub async fn start_api(args: &StudentsArgs, kafka: &KafkaConfig) -> Spawned {
+    spawn(StudentsApi, args.clone(), kafka).await.unwrap()
 }
 
-impl Running {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr.unwrap())
-    }
-
-    pub async fn stop(self) {
-        self.shutdown.trigger();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-pub async fn start_api(args: &StudentsArgs, kafka: &KafkaConfig) -> Running {
-    let shutdown = Shutdown::new();
-    let api = ApiService::build(args, &DbArgs::default(), kafka, &shutdown)
-        .await
-        .unwrap();
-    let addr = api.local_addr();
-    let task = tokio::spawn(api.run(shutdown.clone()));
-    Running {
-        addr: Some(addr),
-        shutdown,
-        task,
-    }
-}
-
-pub async fn start_logger(args: &StudentsArgs, kafka: &KafkaConfig, instance: &str) -> Running {
-    let shutdown = Shutdown::new();
+pub async fn start_logger(args: &StudentsArgs, kafka: &KafkaConfig, instance: &str) -> Spawned {
     let args = StudentsArgs {
         logger_instance: Some(instance.to_owned()),
         ..args.clone()
     };
-    let logger = EventLogger::build(&args, &DbArgs::default(), kafka, &shutdown)
-        .await
-        .unwrap();
-    let task = tokio::spawn(logger.run(shutdown.clone(), None));
-    Running {
-        addr: None,
-        shutdown,
-        task,
-    }
+    spawn(EventLogger, args, kafka).await.unwrap()
 }
 
 /// A well-formed `mahasiswa_events` record.

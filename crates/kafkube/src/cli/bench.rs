@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use kafkube_bus::{EmbeddedBroker, KafkaArgs, KafkaConfig};
+use kafkube_bus::{Cluster, KafkaArgs};
 use kafkube_students::bench::{self, LoggerBenchArgs};
 
 #[derive(Args, Debug)]
@@ -27,17 +27,8 @@ pub enum Bench {
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         Bench::EventLogger { kafka, args } => {
-            let embedded = match &kafka.brokers {
-                Some(_) => None,
-                None => Some(EmbeddedBroker::start(1)?),
-            };
-            let brokers = kafka
-                .brokers
-                .clone()
-                .or_else(|| embedded.as_ref().map(|e| e.bootstrap_servers().to_owned()))
-                .unwrap_or_default();
-            let config = KafkaConfig::from_args(&kafka, brokers)?;
-            let r = bench::run(&args, &config).await?;
+            let cluster = Cluster::resolve(&kafka, true)?;
+            let r = bench::run(&args, &cluster.config).await?;
             println!(
                 "event-logger: {} events in {:.2}s = {:.0} events/s (one instance, batch {}, {})",
                 r.events,

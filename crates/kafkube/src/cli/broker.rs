@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use kafkube_bus::{EmbeddedBroker, KafkaArgs, KafkaConfig, ensure_topics};
+use kafkube_bus::{Cluster, KafkaArgs, ensure_topics};
 use kafkube_core::Shutdown;
 use kafkube_core::args::defaults;
+
+use crate::apps::APPS;
 
 #[derive(Args, Debug)]
 pub struct BrokerArgs {
@@ -23,15 +25,16 @@ pub struct BrokerArgs {
 }
 
 pub async fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
-    let broker = EmbeddedBroker::start(args.brokers).context("cannot start the embedded broker")?;
-    let bootstrap = broker.bootstrap_servers().to_owned();
+    let cluster =
+        Cluster::embedded(&defaults::<KafkaArgs>(), args.brokers).context("cannot start the embedded broker")?;
+    let bootstrap = cluster.bootstrap_servers().to_owned();
     // The apps' topics, with the partition counts their options (or environment) ask for:
     // processes in other processes cannot create them with the right counts (no Admin API).
-    let kafka = KafkaConfig::from_args(&defaults::<KafkaArgs>(), bootstrap.clone())?;
-    let mut topics = kafkube_students::topics(&defaults());
-    topics.extend(kafkube_aggregator::topics(&defaults()));
-    topics.extend(kafkube_hash::topics(&defaults()));
-    ensure_topics(&kafka, &topics).await?;
+    let mut topics = Vec::new();
+    for app in APPS {
+        topics.extend(app.configure_defaults()?.topics);
+    }
+    ensure_topics(&cluster.config, &topics).await?;
     if let Some(path) = &args.bootstrap_file {
         std::fs::write(path, format!("{bootstrap}\n"))
             .with_context(|| format!("cannot write the bootstrap address to {}", path.display()))?;
@@ -49,6 +52,6 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.bootstrap_file {
         let _ = std::fs::remove_file(path);
     }
-    drop(broker);
+    drop(cluster);
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
 use serde::Deserialize;
 use serde_norway::Value;
 
@@ -35,7 +34,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// The variables `kafkube <args>` reads, or why `args` is not a service command.
 fn variables_of(args: &[String]) -> Result<BTreeSet<String>, String> {
-    let mut root = super::Cli::command();
+    let mut root = super::command();
     root.build();
     let mut vars: BTreeSet<String> = PROCESS_VARIABLES.iter().map(|s| s.to_string()).collect();
     let mut current = &root;

@@ -1,41 +1,39 @@
-//! `kafkube migrate`: apply every app's migrations and exit.
+//! `kafkube migrate`: apply every app's migrations to every database it is given, and exit.
 
 use std::process::ExitCode;
 
-use clap::Args;
-use kafkube_store::db::redact;
-use kafkube_store::{Db, DbArgs, Migrations};
-use kafkube_students::config::StudentsDbArgs;
+use anyhow::Context as _;
+use clap::{ArgMatches, Args};
+use kafkube_store::{Db, DbArgs};
 
+use crate::apps::APPS;
+
+/// `migrate` takes the same database options as `up` and `serve` (every app's options are added
+/// from [`APPS`]; only the database URLs matter here).
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
     #[command(flatten)]
-    pub students: StudentsDbArgs,
-
-    /// The log aggregator's database.
-    #[arg(
-        long = "aggregator-database-url",
-        env = "AGGREGATOR_DATABASE_URL",
-        default_value = "sqlite:data/aggregator.db"
-    )]
-    pub aggregator_database_url: String,
+    pub db: DbArgs,
 }
 
-pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let plan: [(&str, Vec<Migrations>); 2] = [
-        (&args.students.database_url, kafkube_students::main_migrations().into()),
-        (
-            &args.students.log_database_url,
-            vec![kafkube_students::log_migrations()],
-        ),
-    ];
-    for (url, migrations) in plan {
-        let db = Db::connect(url, &DbArgs::default()).await?;
-        for m in &migrations {
-            db.migrate(m).await?;
-            println!("migrated {} on {}", m.name, redact(url));
+pub fn augment(migrate: clap::Command) -> clap::Command {
+    APPS.iter().fold(migrate, |cmd, app| app.augment_args(cmd))
+}
+
+pub async fn run(args: MigrateArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    for app in APPS {
+        for database in app.configure(matches)?.databases {
+            let db = Db::connect(database.url.expose(), &args.db)
+                .await
+                .with_context(|| format!("{} database {}", database.label, database.url))?;
+            for m in &database.migrations {
+                db.migrate(m)
+                    .await
+                    .with_context(|| format!("migrations {} on {}", m.name, database.url))?;
+                println!("migrated {} on {} ({})", m.name, database.url, database.label);
+            }
+            db.close().await;
         }
-        db.close().await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ mod up;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, Parser, Subcommand};
 use kafkube_core::telemetry::LogFormat;
 
 pub const DEFAULT_LOG_FILTER: &str = "info,librdkafka=warn,rdkafka=warn,sqlx=warn";
@@ -40,13 +40,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run every service in this process, with the embedded broker unless KAFKA_BROKERS is set.
+    /// Run every service of every app in this process, with the embedded broker unless
+    /// KAFKA_BROKERS is set.
     Up(Box<up::UpArgs>),
     /// Run one service against an existing broker and database (one per pod).
     Serve(serve::ServeArgs),
     /// Run only the embedded broker, with the apps' topics, for `serve` processes on this machine.
     Broker(broker::BrokerArgs),
-    /// Apply the database migrations and exit (services also migrate at start).
+    /// Apply every app's database migrations and exit (services also migrate at start).
     Migrate(migrate::MigrateArgs),
     /// Students app: measure the latency from API write to `event_logs` row.
     Latency(latency::LatencyCmd),
@@ -56,13 +57,28 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The whole command line: the derived commands, with every app's options and services added
+/// from [`APPS`](crate::apps::APPS).
+pub fn command() -> clap::Command {
+    Cli::command()
+        .after_long_help(format!(
+            "{}\nLog verbosity: RUST_LOG (for example RUST_LOG=debug or RUST_LOG=info,kafkube_bus=debug).",
+            crate::apps::overview()
+        ))
+        .mut_subcommand("up", up::augment)
+        .mut_subcommand("serve", serve::augment)
+        .mut_subcommand("migrate", migrate::augment)
+}
+
 impl Command {
-    pub async fn run(self) -> anyhow::Result<ExitCode> {
+    /// Runs the command; `matches` are the whole command line's (apps read their options there).
+    pub async fn run(self, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+        let sub = |name: &str| matches.subcommand_matches(name).cloned().unwrap_or_default();
         match self {
-            Self::Up(a) => up::run(*a).await,
-            Self::Serve(a) => serve::run(a).await,
+            Self::Up(a) => up::run(*a, &sub("up")).await,
+            Self::Serve(_) => serve::run(&sub("serve")).await,
             Self::Broker(a) => broker::run(a).await,
-            Self::Migrate(a) => migrate::run(a).await,
+            Self::Migrate(a) => migrate::run(a, &sub("migrate")).await,
             Self::Latency(a) => latency::run(a).await,
             Self::Load(a) => load::run(a).await,
             Self::Bench(a) => bench::run(a).await,
@@ -72,11 +88,9 @@ impl Command {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     /// clap's own consistency checks (unique argument ids across flattened option structs, …).
     #[test]
     fn the_command_line_is_consistent() {
-        super::Cli::command().debug_assert();
+        super::command().debug_assert();
     }
 }

@@ -1,236 +1,18 @@
-//! The consumer runner: Kafkube's one consumer loop.
-//!
-//! Apps implement [`Handler`] for a *batch* of records and report what happened; the runner does
-//! the rest, the same way for every app:
-//!
-//! - **at-least-once with effects first**: a record's offset is stored (and later auto-committed)
-//!   only after the handler returned `Ok` — i.e. after its database transaction committed — and
-//!   after everything the handler asked to publish was acknowledged by the broker;
-//! - **retry**: [`HandlerError::Transient`] (database or broker down) is retried with backoff for
-//!   as long as it takes, without committing; [`HandlerError::Permanent`] is retried a few times,
-//!   then the batch is split and each record retried alone, so one poison record cannot block or
-//!   take down its neighbours;
-//! - **dead letters**: records the handler rejects, and records that still fail alone, go to
-//!   `<topic>.dlq` with the error and their origin in headers, and are committed past;
-//! - **shutdown**: finish the batch in hand, commit what was stored, leave the group;
-//!   **drain**: keep consuming until every assigned partition is caught up, then stop.
+//! [`ConsumerRunner`]: the loop, the retry policy, offset storage, drain.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use kafkube_core::{Backoff, Shutdown};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::de::DeserializeOwned;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::Instrument;
 
-use crate::{HeaderMap, KafkaConfig, Outgoing, Producer, Result, headers::Header};
-
-/// A consumed record, owned, with the moment this consumer received it.
-#[derive(Clone, Debug)]
-pub struct Record {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    pub headers: HeaderMap,
-    /// The record's Kafka timestamp (create or log-append time), epoch ms.
-    pub timestamp_ms: Option<i64>,
-    /// When this consumer received the record from the broker.
-    pub received_at: DateTime<Utc>,
-}
-
-impl Record {
-    pub(crate) fn from_message(m: &rdkafka::message::BorrowedMessage<'_>, received_at: DateTime<Utc>) -> Self {
-        Self {
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
-            headers: HeaderMap::from_kafka(m.headers()),
-            timestamp_ms: m.timestamp().to_millis(),
-            received_at,
-        }
-    }
-
-    pub fn payload(&self) -> &[u8] {
-        self.payload.as_deref().unwrap_or_default()
-    }
-
-    pub fn key_str(&self) -> Option<&str> {
-        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
-    }
-
-    /// The payload as JSON, or an error message fit for the dead-letter header.
-    pub fn json<T: DeserializeOwned>(&self) -> std::result::Result<T, String> {
-        if self.payload.is_none() {
-            return Err("record has no payload".into());
-        }
-        serde_json::from_slice(self.payload()).map_err(|e| format!("invalid JSON payload: {e}"))
-    }
-}
-
-/// Why a batch failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// Something outside the records failed (database or broker unreachable, a lock timeout).
-    /// Retried with backoff until it succeeds or the process shuts down; nothing is committed
-    /// meanwhile, so nothing is lost.
-    #[error("{0}")]
-    Transient(Box<dyn std::error::Error + Send + Sync>),
-    /// The records cannot be processed as they are. Retried a few times, then record by record;
-    /// a record that still fails goes to the dead-letter topic.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl HandlerError {
-    pub fn transient(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self::Transient(e.into())
-    }
-
-    pub fn permanent(msg: impl Into<String>) -> Self {
-        Self::Permanent(msg.into())
-    }
-}
-
-/// What a handler did with a batch it processed.
-#[derive(Debug, Default)]
-pub struct BatchOutput {
-    /// Records of the batch (by index) that are malformed, with the reason: they go to the
-    /// dead-letter topic and are committed past.
-    pub rejected: Vec<(usize, String)>,
-    /// Records to publish (a transform's output, a reply). The batch's offsets are stored only
-    /// after the broker acknowledged all of them.
-    pub produce: Vec<Outgoing>,
-}
-
-impl BatchOutput {
-    pub fn reject(&mut self, index: usize, reason: impl Into<String>) {
-        self.rejected.push((index, reason.into()));
-    }
-}
-
-/// An app's logic for one consumer group.
-pub trait Handler: Send + Sync + 'static {
-    /// Processes `batch` (records of any assigned partitions, in order within each partition).
-    /// Must be idempotent: after a crash or rebalance a record may be handled again.
-    fn handle(&self, batch: &[Record]) -> impl Future<Output = std::result::Result<BatchOutput, HandlerError>> + Send;
-}
-
-/// Which group, which topics, and how to batch.
-#[derive(Clone, Debug)]
-pub struct ConsumerSettings {
-    pub group_id: String,
-    pub topics: Vec<String>,
-    /// Largest batch handed to the handler; batches are whatever is ready, up to this size.
-    pub max_batch: usize,
-    /// Attempts of a permanently failing batch before it is split / dead-lettered.
-    pub max_attempts: u32,
-    /// Instance name, for logs and metrics (defaults to host and pid).
-    pub instance: String,
-}
-
-impl ConsumerSettings {
-    pub fn new(group_id: impl Into<String>, topics: &[&str]) -> Self {
-        Self {
-            group_id: group_id.into(),
-            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
-            max_batch: 500,
-            max_attempts: 3,
-            instance: default_instance_name(),
-        }
-    }
-
-    pub fn max_batch(mut self, n: usize) -> Self {
-        self.max_batch = n.max(1);
-        self
-    }
-
-    pub fn instance(mut self, name: impl Into<String>) -> Self {
-        self.instance = name.into();
-        self
-    }
-}
-
-/// `host-pid`, unique per process on a machine and per pod in Kubernetes.
-pub fn default_instance_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .unwrap_or_else(|| "local".into());
-    format!("{host}-{}", std::process::id())
-}
-
-/// Logs group membership changes; librdkafka commits stored offsets itself on revoke.
-struct RunnerContext {
-    group: String,
-}
-
-impl ClientContext for RunnerContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        if message.contains("offset reset") {
-            // The broker no longer has the records this group was about to read (retention ran
-            // past it — on the embedded broker after 5 MiB per partition): they are skipped.
-            tracing::error!(group = %self.group, detail = %message, "records were skipped: the broker no longer holds them");
-            metrics::counter!("kafkube_consumer_offset_resets_total", "group" => self.group.clone()).increment(1);
-            return;
-        }
-        log_librdkafka(level, fac, message);
-    }
-}
-
-/// librdkafka's log lines, into `tracing` under the `librdkafka` target.
-pub(crate) fn log_librdkafka(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-    use rdkafka::config::RDKafkaLogLevel as L;
-    match level {
-        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
-        L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-        L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
-        L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
-    }
-}
-
-impl ConsumerContext for RunnerContext {
-    fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                tracing::info!(group = %self.group, partitions = %describe(tpl), "partitions assigned")
-            }
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(group = %self.group, partitions = %describe(tpl), "partitions revoked")
-            }
-            Rebalance::Error(e) => tracing::warn!(group = %self.group, error = %e, "rebalance error"),
-        }
-    }
-
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            // Refused commits (e.g. during a rebalance) are retried by the next commit; the
-            // records they cover are redelivered at worst, and handlers are idempotent.
-            tracing::debug!(group = %self.group, error = %e, "offset commit not accepted");
-        }
-    }
-}
-
-fn describe(tpl: &TopicPartitionList) -> String {
-    tpl.elements()
-        .iter()
-        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
-        .collect::<Vec<_>>()
-        .join(",")
-}
+use super::context::RunnerContext;
+use crate::{BatchOutput, ConsumerSettings, Handler, HandlerError, KafkaConfig, Outgoing, Producer, Record, Result};
 
 /// Runs one [`Handler`] in one consumer group.
 pub struct ConsumerRunner<H> {
@@ -417,7 +199,7 @@ impl<H: Handler> ConsumerRunner<H> {
         let mut backoff = Backoff::outage();
         let mut permanent = 0;
         loop {
-            match self.handler.handle(batch).await {
+            match self.handler.handle(batch).instrument(self.span(batch)).await {
                 Ok(mut out) => {
                     out.rejected.retain(|(i, _)| *i < batch.len());
                     return Attempt::Ok(out);
@@ -427,6 +209,7 @@ impl<H: Handler> ConsumerRunner<H> {
                     metrics::counter!("kafkube_consumer_retries_total", "group" => self.settings.group_id.clone(), "kind" => "transient").increment(1);
                 }
                 Err(HandlerError::Permanent(why)) => {
+                    let why = why.to_string();
                     permanent += 1;
                     metrics::counter!("kafkube_consumer_retries_total", "group" => self.settings.group_id.clone(), "kind" => "permanent").increment(1);
                     if permanent >= self.settings.max_attempts {
@@ -441,6 +224,21 @@ impl<H: Handler> ConsumerRunner<H> {
         }
     }
 
+    /// The span a handler runs in, so that its log lines name the records: the first record's
+    /// topic, partition, offset and key, and how many records the batch holds.
+    fn span(&self, batch: &[Record]) -> tracing::Span {
+        let first = &batch[0];
+        tracing::info_span!(
+            "handle",
+            group = %self.settings.group_id,
+            topic = %first.topic,
+            partition = first.partition,
+            offset = first.offset,
+            key = first.key_str().unwrap_or_default(),
+            records = batch.len(),
+        )
+    }
+
     /// Publishes the handler's output and the dead letters; retried until acknowledged.
     async fn publish(
         &self,
@@ -449,7 +247,10 @@ impl<H: Handler> ConsumerRunner<H> {
         dead: &[(usize, String)],
         shutdown: &Shutdown,
     ) -> bool {
-        produce.extend(dead.iter().map(|(i, why)| dead_letter(&batch[*i], why)));
+        produce.extend(
+            dead.iter()
+                .map(|(i, why)| super::dead_letter::dead_letter(&batch[*i], why)),
+        );
         if produce.is_empty() {
             return true;
         }
@@ -513,19 +314,4 @@ enum Attempt {
     Ok(BatchOutput),
     Failed(String),
     Interrupted,
-}
-
-fn dead_letter(r: &Record, why: &str) -> Outgoing {
-    let mut headers = r.headers.clone();
-    headers.insert(Header::ERROR, why);
-    headers.insert(Header::SOURCE_TOPIC, r.topic.as_str());
-    headers.insert(Header::SOURCE_PARTITION, r.partition.to_string());
-    headers.insert(Header::SOURCE_OFFSET, r.offset.to_string());
-    Outgoing {
-        topic: format!("{}.dlq", r.topic),
-        key: r.key.clone(),
-        payload: r.payload.clone().unwrap_or_default(),
-        headers,
-        partition: None,
-    }
 }
