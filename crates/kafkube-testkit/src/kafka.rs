@@ -1,0 +1,145 @@
+//! The broker of a test: the embedded broker, or a real cluster from `KAFKUBE_TEST_KAFKA_BROKERS`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafkube_bus::embedded::EmbeddedBrokerGuard;
+use kafkube_bus::{EmbeddedBroker, KafkaConfig, TopicSpec, ensure_topics};
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+
+use crate::unique;
+
+/// The broker of a test.
+#[derive(Clone)]
+pub struct TestKafka {
+    config: KafkaConfig,
+    embedded: Option<Arc<EmbeddedBrokerGuard>>,
+}
+
+impl TestKafka {
+    /// A real cluster from `KAFKUBE_TEST_KAFKA_BROKERS`, or a fresh embedded broker.
+    pub fn start() -> Self {
+        let (config, embedded) = match std::env::var("KAFKUBE_TEST_KAFKA_BROKERS") {
+            Ok(b) if !b.trim().is_empty() => (KafkaConfig::new(b), None),
+            _ => {
+                let guard = EmbeddedBroker::start(1).expect("start the embedded broker");
+                (KafkaConfig::for_embedded(&guard), Some(Arc::new(guard)))
+            }
+        };
+        let config = config
+            .with_session_timeout(Duration::from_secs(6))
+            .with_message_timeout(Duration::from_secs(10));
+        Self { config, embedded }
+    }
+
+    pub fn config(&self) -> KafkaConfig {
+        self.config.clone()
+    }
+
+    pub fn brokers(&self) -> &str {
+        &self.config.brokers
+    }
+
+    /// The embedded broker, for tests that take it down; `None` against a real cluster.
+    pub fn embedded(&self) -> Option<&EmbeddedBroker> {
+        self.embedded.as_deref().map(|g| &**g)
+    }
+
+    /// Creates a uniquely named topic (and its `.dlq`) and returns its name.
+    pub async fn topic(&self, prefix: &str, partitions: i32) -> String {
+        let name = unique(prefix);
+        ensure_topics(&self.config, &TopicSpec::with_dlq(name.clone(), partitions))
+            .await
+            .expect("create topic");
+        name
+    }
+
+    /// Reads `topic` expecting exactly `expected` records: waits up to `timeout` for them, then
+    /// 1.5 s more so that a duplicate or stray record would show up too. Returns all it read.
+    pub async fn read_exact(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<ReadRecord> {
+        self.read_inner(topic, expected, timeout, Duration::from_millis(1500))
+            .await
+    }
+
+    /// Reads `topic` from the beginning in a fresh group until `count` records arrived or
+    /// `timeout` passed; returns what arrived.
+    pub async fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<ReadRecord> {
+        self.read_inner(topic, count, timeout, Duration::ZERO).await
+    }
+
+    async fn read_inner(&self, topic: &str, count: usize, timeout: Duration, settle: Duration) -> Vec<ReadRecord> {
+        let consumer: StreamConsumer = self
+            .config
+            .consumer_config(&unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("create reader");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let mut deadline = Instant::now() + timeout;
+        let mut settling = false;
+        let mut out = Vec::new();
+        loop {
+            if out.len() >= count && !settling {
+                if settle.is_zero() {
+                    break;
+                }
+                settling = true;
+                deadline = Instant::now() + settle;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, consumer.recv()).await {
+                Ok(Ok(m)) => out.push(ReadRecord {
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: {
+                        use rdkafka::message::Headers;
+                        m.headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| {
+                                        (
+                                            h.key.to_owned(),
+                                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    },
+                    partition: m.partition(),
+                }),
+                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+/// A record as a test sees it.
+#[derive(Clone, Debug)]
+pub struct ReadRecord {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub partition: i32,
+}
+
+impl ReadRecord {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("record payload is JSON")
+    }
+
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+}
