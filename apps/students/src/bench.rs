@@ -31,14 +31,11 @@ pub struct LoggerBenchArgs {
     #[arg(long, default_value_t = 16)]
     pub partitions: i32,
 
-    /// Database to log into (a fresh `sqlite:` file is a fair default; use a PostgreSQL URL to
-    /// measure that backend).
-    #[arg(
-        long = "log-database-url",
-        env = "LOG_DATABASE_URL",
-        default_value = "sqlite:data/bench-event-logs.db"
-    )]
-    pub log_database_url: String,
+    /// Database the benchmark logs into (a fresh `sqlite:` file is a fair default; a PostgreSQL
+    /// URL measures that backend). Deliberately not LOG_DATABASE_URL: a benchmark writes into a
+    /// service's database only when told to.
+    #[arg(long = "database-url", default_value = "sqlite:data/bench-event-logs.db")]
+    pub database_url: kafkube_store::DatabaseUrl,
 }
 
 #[derive(Debug)]
@@ -54,7 +51,7 @@ impl BenchResult {
 }
 
 pub async fn run(args: &LoggerBenchArgs, kafka: &KafkaConfig) -> anyhow::Result<BenchResult> {
-    let db = Db::connect(&args.log_database_url, &DbArgs::default()).await?;
+    let db = Db::connect(args.database_url.expose(), &DbArgs::default()).await?;
     db.migrate(&crate::log_migrations()).await?;
     let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let topic = format!("bench_mahasiswa_events_{run}");

@@ -54,13 +54,22 @@ pub struct StudentsDbArgs {
     )]
     pub database_url: DatabaseUrl,
 
-    /// Log database, where the event logger writes `event_logs`.
+    #[command(flatten)]
+    pub log: LogDatabaseArgs,
+}
+
+/// The log database, where the event logger writes `event_logs` and `kafkube latency` reads them:
+/// declared once, here.
+#[derive(Args, Clone, Debug)]
+pub struct LogDatabaseArgs {
+    /// Log database, where the event logger writes `event_logs`: `sqlite:PATH` or `postgres://…`.
     #[arg(
+        id = "log-database-url",
         long = "log-database-url",
         env = "LOG_DATABASE_URL",
         default_value = "sqlite:data/event-logs.db"
     )]
-    pub log_database_url: DatabaseUrl,
+    pub url: DatabaseUrl,
 }
 
 impl StudentsArgs {

@@ -28,12 +28,8 @@ pub struct LatencyArgs {
     pub url: String,
 
     /// The log database the event logger writes to (read here).
-    #[arg(
-        long = "log-database-url",
-        env = "LOG_DATABASE_URL",
-        default_value = "sqlite:data/event-logs.db"
-    )]
-    pub log_database_url: String,
+    #[command(flatten)]
+    pub log: crate::config::LogDatabaseArgs,
 
     /// Number of students to create (ignored with --duration).
     #[arg(long, default_value_t = 50)]
@@ -193,7 +189,7 @@ impl Report {
 
 /// Runs the test and returns the report (the command prints it and fails on losses).
 pub async fn run(args: &LatencyArgs) -> anyhow::Result<Report> {
-    let db = Db::connect(&args.log_database_url, &DbArgs::default())
+    let db = Db::connect(args.log.url.expose(), &DbArgs::default())
         .await
         .with_context(|| "cannot open the log database (--log-database-url / LOG_DATABASE_URL)")?;
     let total = match args.duration {

@@ -50,7 +50,7 @@ impl App for Students {
             },
             Database {
                 label: "event log",
-                url: args.db.log_database_url.clone(),
+                url: args.db.log.url.clone(),
                 migrations: vec![log_migrations()],
             },
         ]

@@ -162,9 +162,7 @@ impl Service<StudentsArgs> for EventLogger {
 
     /// Connects to the log database (waiting for it), migrates, joins the group.
     async fn start(&self, args: &StudentsArgs, ctx: &Context) -> anyhow::Result<Running> {
-        let db = ctx
-            .open_db(&args.db.log_database_url, &[crate::log_migrations()])
-            .await?;
+        let db = ctx.open_db(&args.db.log.url, &[crate::log_migrations()]).await?;
         let mut settings = ConsumerSettings::new(&args.logger_group, &[&args.topic]).max_batch(args.logger_batch);
         if let Some(name) = &args.logger_instance {
             settings = settings.instance(name);
@@ -174,7 +172,7 @@ impl Service<StudentsArgs> for EventLogger {
         Ok(Running::new(ctx.readiness().database("database", db))
             .summary(format!(
                 "group {} on {} → {}",
-                args.logger_group, args.topic, args.db.log_database_url
+                args.logger_group, args.topic, args.db.log.url
             ))
             .consumer(ctx.run_consumer(runner)))
     }

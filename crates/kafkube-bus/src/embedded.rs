@@ -10,6 +10,7 @@
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
 
 use crate::{BusError, Result};
@@ -79,9 +80,14 @@ impl EmbeddedBroker {
                 while let Ok(cmd) = rx.recv() {
                     match cmd {
                         Command::CreateTopic(name, partitions, reply) => {
-                            let r = cluster
-                                .create_topic(&name, partitions, 1)
-                                .map_err(|e| BusError::Embedded(format!("create topic {name}: {e}")));
+                            let r = match cluster.create_topic(&name, partitions, 1) {
+                                Ok(()) => Ok(()),
+                                // As documented: creating an existing topic is not an error.
+                                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAlreadyExists) => {
+                                    Ok(())
+                                }
+                                Err(e) => Err(BusError::Embedded(format!("create topic {name}: {e}"))),
+                            };
                             let _ = reply.send(r);
                         }
                         Command::SetReachable(up, reply) => {

@@ -13,7 +13,9 @@ pub fn args(topic: &str, main_url: &str, log_url: &str) -> StudentsArgs {
         host: [127, 0, 0, 1].into(),
         db: kafkube_students::config::StudentsDbArgs {
             database_url: main_url.parse().unwrap(),
-            log_database_url: log_url.parse().unwrap(),
+            log: kafkube_students::config::LogDatabaseArgs {
+                url: log_url.parse().unwrap(),
+            },
         },
         topic: topic.to_owned(),
         logger_group: kafkube_testkit::unique("logger"),

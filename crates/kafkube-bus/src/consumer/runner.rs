@@ -225,7 +225,7 @@ impl<H: Handler> ConsumerRunner<H> {
     }
 
     /// The span a handler runs in, so that its log lines name the records: the first record's
-    /// topic, partition, offset and key, and how many records the batch holds.
+    /// topic, partition, offset, key and correlation id, and how many records the batch holds.
     fn span(&self, batch: &[Record]) -> tracing::Span {
         let first = &batch[0];
         tracing::info_span!(
@@ -235,6 +235,7 @@ impl<H: Handler> ConsumerRunner<H> {
             partition = first.partition,
             offset = first.offset,
             key = first.key_str().unwrap_or_default(),
+            correlation_id = first.headers.get_str(crate::Header::CORRELATION_ID).unwrap_or_default(),
             records = batch.len(),
         )
     }

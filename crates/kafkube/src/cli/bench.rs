@@ -35,7 +35,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 r.seconds,
                 r.per_second(),
                 args.batch,
-                kafkube_store::db::redact(&args.log_database_url)
+                args.database_url
             );
         }
     }
