@@ -75,11 +75,13 @@ async fn publish(State(s): State<AppState>, JsonBytes(body): JsonBytes) -> Resul
 struct EventsQuery {
     /// Only this topic (all topics when absent).
     topic: Option<String>,
-    /// How many, newest first: 1 to 5000, default 100.
+    /// How many, most recently stored first: 1 to 5000, default 100.
     limit: Option<i64>,
 }
 
-/// Stored events, newest first; an unknown topic gives `[]`.
+/// Stored events, the most recently stored first: in the order the aggregator stored them (each
+/// event's arrival), not by the event's own `timestamp`, so a late event with an old timestamp is
+/// still at the top. An unknown topic gives `[]`.
 #[utoipa::path(
     get,
     path = "/events",
@@ -143,8 +145,7 @@ impl Service<AggregatorArgs> for AggregatorService {
         let consumer = ctx.consumer(settings, IngestHandler::new(db.clone(), args.max_events))?;
         let state = AppState::new(db.clone(), args.writers, args.max_events);
         let readiness = ctx.readiness().database("database", db);
-        // Large enough for `max_events` events of a few hundred bytes each.
-        let body_limit = (args.max_events * 2048).max(1 << 20);
+        let body_limit = args.max_body_mib.max(1) << 20;
         let router = finish_router(
             router(state).merge(ops_router(json!({"ok": true}), readiness.clone())),
             body_limit,

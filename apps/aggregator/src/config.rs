@@ -75,14 +75,24 @@ pub struct AggregatorArgs {
     )]
     pub writers: usize,
 
-    /// Largest number of events one `POST /publish` may carry.
+    /// Largest number of events one `POST /publish` body or Kafka record may carry (seed 003 sets
+    /// no limit; its clients send batches of thousands).
     #[arg(
         id = "aggregator-max-events",
         long = "aggregator-max-events",
         env = "AGGREGATOR_MAX_EVENTS",
-        default_value_t = 5000
+        default_value_t = 100_000
     )]
     pub max_events: usize,
+
+    /// Largest `POST /publish` body, in MiB (a 100,000-event batch of typical events is ~20 MiB).
+    #[arg(
+        id = "aggregator-max-body-mib",
+        long = "aggregator-max-body-mib",
+        env = "AGGREGATOR_MAX_BODY_MIB",
+        default_value_t = 32
+    )]
+    pub max_body_mib: usize,
 }
 
 impl AggregatorArgs {

@@ -3,6 +3,12 @@
 //! A body is first read straight into borrowed typed fields, the payload kept as the JSON text it
 //! arrived as (no tree is built and none re-serialised). Only a body that does not fit that shape
 //! is parsed again as a `serde_json::Value`, to say exactly which event and field is wrong.
+//!
+//! What is accepted is what seed 003's clients send (its pydantic model): unknown fields are
+//! ignored, an empty batch is a batch of none, and a timestamp is an RFC 3339 date-time, a
+//! date-time without a zone (taken as UTC), a date (midnight UTC), or Unix time as a number or a
+//! numeric string, in seconds, or in milliseconds when its magnitude is above 2·10¹⁰ (the rule
+//! pydantic uses: 2·10¹⁰ seconds is the year 2603).
 
 use std::borrow::Cow;
 
@@ -41,16 +47,15 @@ pub enum BodyError {
     Schema(String),
 }
 
-/// An event as it arrives, borrowing from the body where it can.
+/// An event as it arrives, borrowing from the body where it can. Unknown fields are ignored.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct WireEvent<'a> {
     #[serde(borrow)]
     topic: Cow<'a, str>,
     #[serde(borrow)]
     event_id: Cow<'a, str>,
     #[serde(borrow)]
-    timestamp: Cow<'a, str>,
+    timestamp: WireTime<'a>,
     #[serde(borrow)]
     source: Cow<'a, str>,
     #[serde(borrow)]
@@ -58,10 +63,43 @@ struct WireEvent<'a> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Envelope<'a> {
     #[serde(borrow)]
     events: Vec<WireEvent<'a>>,
+}
+
+/// A timestamp as sent: text, or a number of seconds or milliseconds.
+enum WireTime<'a> {
+    Text(Cow<'a, str>),
+    Number(f64),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireTime<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = WireTime<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a date-time string or a number")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(WireTime::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WireTime::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(WireTime::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(WireTime::Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(WireTime::Number(v))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// The events of a body: one event, an array of events, or `{"events": [...]}`. An error names
@@ -96,7 +134,10 @@ fn from_wire(w: WireEvent<'_>) -> Result<Event, String> {
     Ok(Event {
         topic: text("topic", w.topic)?,
         event_id: text("event_id", w.event_id)?,
-        timestamp: timestamp(&w.timestamp)?,
+        timestamp: match w.timestamp {
+            WireTime::Text(t) => timestamp(&t)?,
+            WireTime::Number(n) => epoch(n)?,
+        },
         source: text("source", w.source)?,
         payload: payload(w.payload)?,
     })
@@ -129,9 +170,6 @@ pub fn parse_body(body: Value, max_events: usize) -> Result<Vec<Event>, String> 
 }
 
 fn check_count(n: usize, max_events: usize) -> Result<(), String> {
-    if n == 0 {
-        return Err("no events in the body".into());
-    }
     if n > max_events {
         return Err(format!("{n} events in one body; at most {max_events} are accepted"));
     }
@@ -156,7 +194,13 @@ pub fn parse_event(item: Value) -> Result<Event, String> {
     let source = text("source", string_field(&mut obj, "source")?)?;
     let timestamp = match obj.remove("timestamp") {
         Some(Value::String(s)) => self::timestamp(&s)?,
-        Some(other) => return Err(format!("`timestamp` must be an RFC 3339 string, got {}", kind(&other))),
+        Some(Value::Number(n)) => epoch(n.as_f64().unwrap_or(f64::NAN))?,
+        Some(other) => {
+            return Err(format!(
+                "`timestamp` must be a date-time string or Unix time, got {}",
+                kind(&other)
+            ));
+        }
         None => return Err("`timestamp` is required".into()),
     };
     let payload = match obj.remove("payload") {
@@ -166,9 +210,7 @@ pub fn parse_event(item: Value) -> Result<Event, String> {
         Some(other) => return Err(format!("`payload` must be an object, got {}", kind(&other))),
         None => return Err("`payload` is required".into()),
     };
-    if let Some(extra) = obj.keys().next() {
-        return Err(format!("unknown field `{extra}`"));
-    }
+    // Other fields are ignored, as seed 003's clients expect.
     Ok(Event {
         topic,
         event_id,
@@ -199,9 +241,49 @@ fn text(field: &str, s: Cow<'_, str>) -> Result<String, String> {
 }
 
 fn timestamp(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("`timestamp` must be an RFC 3339 date-time like 2025-12-19T00:00:00Z, got \"{s}\""))
+    use chrono::{NaiveDate, NaiveDateTime};
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let t = s.trim();
+    // An offset without a colon (`+0700`).
+    if let Ok(t) = DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Ok(t.with_timezone(&Utc));
+    }
+    // No zone: UTC.
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
+            return Ok(naive.and_utc());
+        }
+    }
+    if let Some(midnight) = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    {
+        return Ok(midnight.and_utc());
+    }
+    if let Ok(n) = t.parse::<f64>() {
+        return epoch(n);
+    }
+    Err(format!(
+        "`timestamp` must be a date-time like 2025-12-19T00:00:00Z (a zone-less time is UTC) or Unix \
+         time in seconds or milliseconds, got \"{s}\""
+    ))
+}
+
+/// Unix time: seconds, or milliseconds when the magnitude is above 2·10¹⁰ (pydantic's rule).
+fn epoch(n: f64) -> Result<DateTime<Utc>, String> {
+    let seconds = if n.abs() > 2e10 { n / 1000.0 } else { n };
+    let micros = (seconds * 1e6).round();
+    if !micros.is_finite() || micros.abs() > 9.0e15 {
+        return Err(format!("`timestamp` {n} is not a Unix time in range"));
+    }
+    DateTime::from_timestamp_micros(micros as i64).ok_or_else(|| format!("`timestamp` {n} is not a Unix time in range"))
 }
 
 fn payload(raw: &RawValue) -> Result<Box<RawValue>, String> {
@@ -265,16 +347,60 @@ mod tests {
                 .unwrap_err()
                 .contains("events[0]: `event_id` is required")
         );
-        assert!(parse_body(json!([]), 10).is_err());
         assert!(parse_body(json!("x"), 10).is_err());
         assert!(
             parse_body(json!([ev("a"), ev("b")]), 1)
                 .unwrap_err()
                 .contains("at most 1")
         );
-        let mut extra = ev("d");
+        let mut yes = ev("d");
+        yes["timestamp"] = json!(true);
+        assert_eq!(
+            parse_body(yes, 10).unwrap_err(),
+            "event: `timestamp` must be a date-time string or Unix time, got a boolean"
+        );
+    }
+
+    /// What seed 003's clients send and its server accepts.
+    #[test]
+    fn accepts_what_the_seeds_clients_send() {
+        let at = |t: Value| {
+            let mut e = ev("t");
+            e["timestamp"] = t;
+            let fast = parse_body_bytes(&bytes(&e), 10).unwrap();
+            let detailed = parse_body(e, 10).unwrap();
+            assert_eq!(fast[0].timestamp, detailed[0].timestamp);
+            fast[0].timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        assert_eq!(at(json!("2025-01-01T10:00:00")), "2025-01-01T10:00:00.000Z");
+        assert_eq!(at(json!("2025-01-01T10:00:00.250")), "2025-01-01T10:00:00.250Z");
+        assert_eq!(at(json!("2025-01-01 10:00:00")), "2025-01-01T10:00:00.000Z");
+        assert_eq!(at(json!("2025-01-01T10:00")), "2025-01-01T10:00:00.000Z");
+        assert_eq!(at(json!("2025-01-01")), "2025-01-01T00:00:00.000Z");
+        assert_eq!(at(json!("2025-01-01T17:00:00+0700")), "2025-01-01T10:00:00.000Z");
+        assert_eq!(at(json!(1_735_725_600)), "2025-01-01T10:00:00.000Z");
+        assert_eq!(at(json!(1_735_725_600.5)), "2025-01-01T10:00:00.500Z");
+        assert_eq!(at(json!(1_735_725_600_250_i64)), "2025-01-01T10:00:00.250Z");
+        assert_eq!(at(json!("1735725600")), "2025-01-01T10:00:00.000Z");
+
+        let mut extra = ev("x");
         extra["color"] = json!("red");
-        assert!(parse_body(extra, 10).unwrap_err().contains("unknown field `color`"));
+        extra["meta"] = json!({"a": [1]});
+        for body in [
+            extra.clone(),
+            json!([extra.clone()]),
+            json!({"events": [extra], "batch": 7}),
+        ] {
+            let events = parse_body_bytes(&bytes(&body), 10).unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].payload.get(), r#"{"x":1}"#);
+            assert_eq!(parse_body(body, 10).unwrap().len(), 1);
+        }
+
+        for empty in [json!([]), json!({"events": []})] {
+            assert!(parse_body_bytes(&bytes(&empty), 10).unwrap().is_empty());
+            assert!(parse_body(empty, 10).unwrap().is_empty());
+        }
     }
 
     fn bytes(v: &Value) -> Vec<u8> {
@@ -323,12 +449,15 @@ mod tests {
         let err = |body: &[u8]| parse_body_bytes(body, 2).unwrap_err();
         assert!(matches!(err(b"{\"topic\": "), BodyError::Syntax(_)));
         assert!(err(b"[1,]").to_string().starts_with("invalid JSON: "));
-        let mut number_time = ev("a");
-        number_time["timestamp"] = json!(5);
+        let mut list_time = ev("a");
+        list_time["timestamp"] = json!([5]);
         assert_eq!(
-            err(&bytes(&number_time)),
-            BodyError::Schema("event: `timestamp` must be an RFC 3339 string, got a number".into())
+            err(&bytes(&list_time)),
+            BodyError::Schema("event: `timestamp` must be a date-time string or Unix time, got an array".into())
         );
+        let mut huge = ev("a");
+        huge["timestamp"] = json!(1e300);
+        assert!(err(&bytes(&huge)).to_string().contains("not a Unix time in range"));
         let mut bad_payload = ev("b");
         bad_payload["payload"] = json!(null);
         assert_eq!(
@@ -341,15 +470,11 @@ mod tests {
             err(&bytes(&json!({"events": [blank]}))).to_string(),
             "events[0]: `source` must not be empty"
         );
-        let mut extra = ev("d");
-        extra["color"] = json!("red");
-        assert!(err(&bytes(&extra)).to_string().contains("unknown field `color`"));
         assert!(
             err(&bytes(&json!([ev("a"), ev("b"), ev("c")])))
                 .to_string()
                 .contains("at most 2")
         );
-        assert_eq!(err(b"[]").to_string(), "no events in the body");
         assert!(err(b"\"x\"").to_string().starts_with("expected an event"));
         assert_eq!(
             err(b"{\"events\": 3}").to_string(),

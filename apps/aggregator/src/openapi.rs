@@ -11,7 +11,8 @@ pub struct EventDoc {
     /// Deduplication is per `(topic, event_id)`.
     topic: String,
     event_id: String,
-    /// RFC 3339.
+    /// RFC 3339; a date-time without a zone (UTC), a date, or Unix time (a number or numeric
+    /// string: seconds, milliseconds when above 2·10¹⁰).
     timestamp: DateTime<Utc>,
     source: String,
     /// Any JSON object.

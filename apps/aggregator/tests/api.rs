@@ -154,13 +154,95 @@ async fn rejected_bodies_store_nothing(backend: Backend) {
     let (_t, state) = app(backend).await;
     let mut bad = ev("auth", "x");
     bad["payload"] = json!("text");
-    for body in [json!([ev("auth", "ok"), bad]), json!({"topic": "auth"}), json!([])] {
+    for body in [json!([ev("auth", "ok"), bad]), json!({"topic": "auth"})] {
         let (status, err) = publish(&state, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     }
     // A rejected body stores nothing and counts nothing.
     let s = stats_hold_the_invariant(&state).await;
     assert_eq!(s["received"], 0);
+}
+
+/// Seed 003's clients, unchanged: unknown fields, empty batches, zone-less and epoch timestamps,
+/// and batches larger than 5,000 events are all accepted as its server accepts them.
+async fn accepts_what_the_seeds_clients_send(backend: Backend) {
+    let (_t, state) = app(backend).await;
+    let state = AppState {
+        max_events: 100_000,
+        ..state
+    };
+    let mut extra = ev("seed", "extra");
+    extra["trace"] = json!({"id": 7});
+    extra["priority"] = json!("high");
+    let forms = [
+        ("extra", extra),
+        (
+            "naive",
+            json!({"topic": "seed", "event_id": "naive", "timestamp": "2025-01-01T10:00:00", "source": "s", "payload": {}}),
+        ),
+        (
+            "secs",
+            json!({"topic": "seed", "event_id": "secs", "timestamp": 1_735_725_600, "source": "s", "payload": {}}),
+        ),
+        (
+            "millis",
+            json!({"topic": "seed", "event_id": "millis", "timestamp": 1_735_725_600_000_i64, "source": "s", "payload": {}}),
+        ),
+    ];
+    for (name, body) in forms {
+        let (status, res) = publish(&state, body).await;
+        assert_eq!((status, &res["inserted"]), (StatusCode::OK, &json!(1)), "{name}: {res}");
+    }
+    let (_, stored) = call(&state, "GET", "/events?topic=seed", None).await;
+    let time_of = |id: &str| {
+        stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event_id"] == id)
+            .map(|e| e["timestamp"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    for id in ["naive", "secs", "millis"] {
+        let t = chrono::DateTime::parse_from_rfc3339(&time_of(id)).unwrap();
+        assert_eq!(t.timestamp(), 1_735_725_600, "{id} is 2025-01-01T10:00:00Z");
+    }
+    for empty in [json!([]), json!({"events": []})] {
+        let (status, res) = publish(&state, empty).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(res, json!({"accepted": 0, "inserted": 0, "duplicates": 0}));
+    }
+    let big: Vec<Value> = (0..6000).map(|i| ev("bulk", &format!("b{i}"))).collect();
+    let (status, res) = publish(&state, json!(big)).await;
+    assert_eq!((status, &res["inserted"]), (StatusCode::OK, &json!(6000)), "{res}");
+    let s = stats_hold_the_invariant(&state).await;
+    assert_eq!(s["received"], 6004);
+}
+
+/// `GET /events` lists the most recently stored events first: arrival order, not the events' own
+/// timestamps.
+async fn events_are_listed_most_recently_stored_first(backend: Backend) {
+    let (_t, state) = app(backend).await;
+    for (id, time) in [
+        ("first", "2025-03-01T00:00:00Z"),
+        ("second", "2025-01-01T00:00:00Z"),
+        ("third", "2025-02-01T00:00:00Z"),
+    ] {
+        let mut e = ev("order", id);
+        e["timestamp"] = json!(time);
+        assert_eq!(publish(&state, e).await.0, StatusCode::OK);
+    }
+    let (_, listed) = call(&state, "GET", "/events?topic=order", None).await;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["third", "second", "first"]);
+    let (_, two) = call(&state, "GET", "/events?topic=order&limit=2", None).await;
+    assert_eq!(two.as_array().unwrap().len(), 2);
+    assert_eq!(two[0]["event_id"], "third");
 }
 
 async fn concurrent_identical_posts_insert_once(backend: Backend) {
@@ -318,6 +400,8 @@ backend_tests!(
     body_shapes_and_deduplication,
     schema_errors_are_400_naming_event_and_field,
     rejected_bodies_store_nothing,
+    accepts_what_the_seeds_clients_send,
+    events_are_listed_most_recently_stored_first,
     concurrent_identical_posts_insert_once,
     dedup_and_counters_survive_a_restart,
     http_and_kafka_ingest_deduplicate_each_other,

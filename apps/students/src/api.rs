@@ -67,6 +67,7 @@ impl IntoResponse for ApiError {
 /// The API's routes (no socket: tests drive it with `oneshot`).
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(greeting))
         .route("/api/mahasiswa", get(list).post(create))
         .route("/api/mahasiswa/{id}", get(show).put(update).delete(remove))
         .with_state(state)
@@ -144,6 +145,16 @@ struct Page {
 
 const MAX_PAGE_SIZE: i64 = 100;
 
+/// What seed 000's API answers at `/` (its Kubernetes probes ask for it).
+pub const GREETING: &str = "REST API Mahasiswa sedang berjalan!";
+
+async fn greeting() -> &'static str {
+    GREETING
+}
+
+/// Newest first, as a plain array (what seed 000's clients read); the page is described in the
+/// headers: `X-Total-Count` (all students) and an RFC 8288 `Link` with `first`, `prev`, `next`
+/// and `last` (relative to this route).
 async fn list(State(s): State<AppState>, Query(q): Query<Page>) -> Result<Response, ApiError> {
     let page = q.page.unwrap_or(1);
     let limit = q.limit.unwrap_or(20);
@@ -156,11 +167,28 @@ async fn list(State(s): State<AppState>, Query(q): Query<Page>) -> Result<Respon
         )));
     }
     let (rows, total) = store::list(&s.db, page, limit).await?;
-    Ok(Json(json!({
-        "data": rows,
-        "pagination": {"page": page, "limit": limit, "total": total, "total_pages": (total + limit - 1) / limit},
-    }))
-    .into_response())
+    let mut res = Json(rows).into_response();
+    let headers = res.headers_mut();
+    headers.insert(HeaderName::from_static("x-total-count"), HeaderValue::from(total));
+    if let Ok(link) = HeaderValue::from_str(&link_header(page, limit, total)) {
+        headers.insert(axum::http::header::LINK, link);
+    }
+    Ok(res)
+}
+
+/// `</api/mahasiswa?page=1&limit=20>; rel="first", …` for the pages around `page`.
+fn link_header(page: i64, limit: i64, total: i64) -> String {
+    let last = ((total + limit - 1) / limit).max(1);
+    let at = |p: i64, rel: &str| format!("</api/mahasiswa?page={p}&limit={limit}>; rel=\"{rel}\"");
+    let mut links = vec![at(1, "first")];
+    if page > 1 {
+        links.push(at((page - 1).min(last), "prev"));
+    }
+    if page < last {
+        links.push(at(page + 1, "next"));
+    }
+    links.push(at(last, "last"));
+    links.join(", ")
 }
 
 /// The students API as a service: the HTTP server plus the outbox relay that publishes its events.

@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use crate::StudentsArgs;
 
-/// The fields the logger needs from an event; the whole event is kept as the payload.
+/// An event: its envelope goes into columns of its own, its `data` (the student's row) into
+/// `payload`, as seed 000's logger stores it (its scripts query `payload->>'nim'`).
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(rename = "eventId")]
@@ -21,6 +22,7 @@ struct Envelope {
     #[serde(rename = "eventType")]
     event_type: String,
     timestamp_api_sent: i64,
+    data: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// One `event_logs` row.
@@ -45,7 +47,7 @@ fn parse(r: &Record) -> Result<LogRow, String> {
     Ok(LogRow {
         event_id: env.event_id,
         event_type: env.event_type,
-        payload: String::from_utf8_lossy(r.payload()).into_owned(),
+        payload: env.data.map_or_else(|| "null".to_owned(), |d| d.get().to_owned()),
         api_sent,
         kafka_received: r.received_at,
         partition: r.partition,

@@ -17,11 +17,11 @@ pub struct Mahasiswa {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The body of `POST` and `PUT`. Unknown fields are refused, so a typo is an error rather than
-/// silently dropped data.
+/// The body of `POST` and `PUT`. As in seed 000, whose clients Kafkube serves unchanged, unknown
+/// fields are ignored and `nim` may be sent as a number (it is stored as its decimal digits).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MahasiswaInput {
+    #[serde(default, deserialize_with = "nim")]
     pub nim: Option<String>,
     pub nama: Option<String>,
     pub jurusan: Option<String>,
@@ -82,6 +82,23 @@ impl MahasiswaInput {
             email,
             angkatan: self.angkatan,
         })
+    }
+}
+
+/// `nim` as text, or a whole number as its decimal digits (`2201001` → `"2201001"`).
+fn nim<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Nim {
+        Text(String),
+        Whole(u64),
+        Other(serde::de::IgnoredAny),
+    }
+    match Option::<Nim>::deserialize(d)? {
+        None => Ok(None),
+        Some(Nim::Text(s)) => Ok(Some(s)),
+        Some(Nim::Whole(n)) => Ok(Some(n.to_string())),
+        Some(Nim::Other(_)) => Err(serde::de::Error::custom("`nim` must be a string or a whole number")),
     }
 }
 
@@ -152,6 +169,31 @@ mod tests {
         );
         let ok = input(Some(" 123 "), Some("Ani")).for_create().unwrap();
         assert_eq!(ok.nim.as_deref(), Some("123"));
+    }
+
+    /// What seed 000's clients send: a numeric `nim`, fields Kafkube does not store.
+    #[test]
+    fn accepts_a_numeric_nim_and_ignores_unknown_fields() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<MahasiswaInput>(v);
+        let i = parse(serde_json::json!({"nim": 2201001, "nama": "Ani", "kelas": "A", "extra": {"x": 1}})).unwrap();
+        assert_eq!(i.for_create().unwrap().nim.as_deref(), Some("2201001"));
+        let i = parse(serde_json::json!({"nim": "007", "nama": "Bo"})).unwrap();
+        assert_eq!(i.nim.as_deref(), Some("007"));
+        for bad in [
+            serde_json::json!(1.5),
+            serde_json::json!(-3),
+            serde_json::json!(true),
+            serde_json::json!([1]),
+        ] {
+            let err = parse(serde_json::json!({"nim": bad, "nama": "C"}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`nim` must be a string or a whole number"), "{err}");
+        }
+        assert!(
+            parse(serde_json::json!({"nama": 5})).is_err(),
+            "other fields keep their types"
+        );
     }
 
     #[test]

@@ -73,6 +73,55 @@ async fn three_replicas_log_5000_events_exactly_once_and_a_restart_adds_no_dupli
     restarted.stop().await;
 }
 
+/// `payload` holds the event's `data` (the student's row) as seed 000 stores it, so the seed's
+/// scripts find a student with `payload->>'nim'`; the envelope is in its own columns. A log
+/// database written before that is converted by the migration.
+async fn payload_is_the_students_row_and_the_envelope_has_columns(backend: Backend) {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("mahasiswa_events", 1).await;
+    let db = TestDb::new(backend).await;
+    // A row as the logger wrote it before: the whole event in `payload`.
+    let old_event =
+        r#"{"eventId":"old-1","eventType":"MAHASISWA_CREATED","timestamp_api_sent":1,"data":{"id":9,"nim":"old-nim"}}"#;
+    let only_1101 = |mut m: sqlx::migrate::Migrator| {
+        m.migrations = m.migrations.iter().filter(|m| m.version == 1101).cloned().collect();
+        m
+    };
+    let (migrations, sqlite) = (kafkube_students::log_migrations(), matches!(db.db, Db::Sqlite(_)));
+    match &db.db {
+        Db::Sqlite(p) => only_1101(migrations.sqlite).run(p).await.unwrap(),
+        Db::Postgres(p) => only_1101(migrations.postgres).run(p).await.unwrap(),
+    }
+    let (payload, now) = if sqlite {
+        ("$1", "'2025-01-01T00:00:00Z'")
+    } else {
+        ("$1::jsonb", "now()")
+    };
+    let insert = format!(
+        "INSERT INTO event_logs (event_id, event_type, payload, timestamp_api_sent, timestamp_kafka_received, \
+         timestamp_processed, kafka_partition, kafka_offset, consumer) \
+         VALUES ('old-1', 'MAHASISWA_CREATED', {payload}, {now}, {now}, {now}, 0, 0, 'old')"
+    );
+    on_db!(&db.db, p => sqlx::query(&insert).bind(old_event).execute(p).await.map(drop)).unwrap();
+
+    let args = common::args(&topic, &db.url, &db.url);
+    let logger = common::start_logger(&args, &kafka.config(), "logger").await;
+    common::produce(&kafka.config(), &topic, vec![common::event("new-1", "s1")]).await;
+    assert_eq!(wait_for_rows(&db.db, 2, Duration::from_secs(30)).await, 2);
+    logger.stop().await;
+
+    let nim_sql = if sqlite {
+        "SELECT json_extract(payload, '$.nim'), event_type FROM event_logs WHERE event_id = $1"
+    } else {
+        "SELECT payload->>'nim', event_type FROM event_logs WHERE event_id = $1"
+    };
+    for (id, nim) in [("new-1", "new-1"), ("old-1", "old-nim")] {
+        let (got, event_type): (String, String) =
+            on_db!(&db.db, p => sqlx::query_as(nim_sql).bind(id).fetch_one(p).await).unwrap();
+        assert_eq!((got.as_str(), event_type.as_str()), (nim, "MAHASISWA_CREATED"), "{id}");
+    }
+}
+
 async fn malformed_records_are_dead_lettered_and_the_rest_logged(backend: Backend) {
     let kafka = TestKafka::start();
     let topic = kafka.topic("mahasiswa_events", 1).await;
@@ -115,6 +164,7 @@ async fn malformed_records_are_dead_lettered_and_the_rest_logged(backend: Backen
 
 backend_tests!(
     three_replicas_log_5000_events_exactly_once_and_a_restart_adds_no_duplicates,
+    payload_is_the_students_row_and_the_envelope_has_columns,
     malformed_records_are_dead_lettered_and_the_rest_logged,
 );
 
