@@ -1,7 +1,7 @@
 //! Serving a router: the middleware every API shares, binding, graceful shutdown.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -11,12 +11,17 @@ use axum::response::{IntoResponse, Response};
 use kafkube_core::Shutdown;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+use tracing::Level;
 
 use crate::error::error_response;
 
 /// Adds what every Kafkube API has: JSON 404/405, a body size limit, a panic guard that answers
 /// 500 instead of dropping the connection, request tracing and request metrics.
+///
+/// Each response is logged once, at the level of whose fault it is: a client error (4xx) at
+/// DEBUG, a 503 (a dependency unavailable: the client may retry, the cause is logged where it
+/// arose) at WARN, any other 5xx at ERROR, everything else at DEBUG.
 pub fn finish_router(router: Router, body_limit: usize) -> Router {
     router
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route") })
@@ -28,7 +33,24 @@ pub fn finish_router(router: Router, body_limit: usize) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_request(())
+                .on_response(log_response)
+                // Every response is logged by `log_response`; a failure is a response here.
+                .on_failure(()),
+        )
+}
+
+fn log_response(res: &Response, latency: Duration, _span: &tracing::Span) {
+    let (status, ms) = (res.status().as_u16(), latency.as_secs_f64() * 1e3);
+    match res.status() {
+        StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(status, ms, "service unavailable"),
+        s if s.is_server_error() => tracing::error!(status, ms, "request failed"),
+        s if s.is_client_error() => tracing::debug!(status, ms, "client error"),
+        _ => tracing::debug!(status, ms, "response"),
+    }
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {
@@ -71,5 +93,62 @@ impl HttpServer {
         axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use tracing::Subscriber;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+
+    /// Records the level of every event.
+    #[derive(Clone, Default)]
+    struct Levels(Arc<Mutex<Vec<Level>>>);
+
+    impl<S: Subscriber> tracing_subscriber::Layer<S> for Levels {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if let Ok(mut l) = self.0.lock() {
+                l.push(*event.metadata().level());
+            }
+        }
+    }
+
+    async fn levels_of(status: StatusCode) -> Vec<Level> {
+        let levels = Levels::default();
+        let subscriber = tracing_subscriber::registry().with(levels.clone());
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = finish_router(
+            Router::new().route("/", get(move || async move { error_response(status, "x") })),
+            1024,
+        );
+        let res = app
+            .oneshot(Request::get("/").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(res.status(), status);
+        levels.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// ERROR is for faults of ours: a client's mistake is DEBUG, a 503 is WARN, a 500 is ERROR.
+    #[tokio::test(flavor = "current_thread")]
+    async fn responses_are_logged_at_the_level_of_whose_fault_they_are() {
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::OK,
+        ] {
+            assert_eq!(levels_of(status).await, [Level::DEBUG], "{status}");
+        }
+        assert_eq!(levels_of(StatusCode::SERVICE_UNAVAILABLE).await, [Level::WARN]);
+        assert_eq!(levels_of(StatusCode::INTERNAL_SERVER_ERROR).await, [Level::ERROR]);
     }
 }
