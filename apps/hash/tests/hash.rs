@@ -328,6 +328,24 @@ async fn requests_nobody_can_answer_are_dead_lettered_or_answered_with_an_error(
     processor.stop().await;
 }
 
+/// A request that arrives while the gateway is still joining its reply group waits for its reply
+/// partition instead of being refused with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_during_start_up_waits_for_the_reply_partition() {
+    let stack = Stack::new(Duration::from_secs(10)).await;
+    let processor = stack.processor().await;
+    processor.svc.ready(Duration::from_secs(30)).await;
+    let gw = stack.gateway().await;
+    assert!(
+        !gw.rpc.is_ready(),
+        "the gateway has just been started: it owns no reply partition yet"
+    );
+    let (status, body) = gw.hash("hello world").await;
+    assert_eq!((status, body["hash"].as_str()), (200, Some(HELLO)), "{body}");
+    gw.stop().await;
+    processor.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_gateway_takes_over_the_reply_partitions() {
     let stack = Stack::new(Duration::from_secs(10)).await;

@@ -95,6 +95,8 @@ impl RpcError {
 struct Routes {
     partitions: RwLock<Vec<i32>>,
     next: AtomicUsize,
+    /// Woken whenever the owned partitions change, for requests waiting for a first one.
+    changed: tokio::sync::Notify,
 }
 
 impl Routes {
@@ -107,7 +109,26 @@ impl Routes {
         f(&mut set);
         *guard = set.into_iter().collect();
         metrics::gauge!("kafkube_rpc_reply_partitions").set(guard.len() as f64);
+        self.changed.notify_waiters();
         guard.clone()
+    }
+
+    /// [`pick`](Self::pick), waiting until `until` for a partition when this replica owns none
+    /// yet (it is joining its group, or a rebalance moved its partitions).
+    async fn pick_or_wait(&self, until: Instant) -> Option<i32> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so an assignment between the two is not missed.
+            changed.as_mut().enable();
+            if let Some(p) = self.pick() {
+                return Some(p);
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(until) => return self.pick(),
+            }
+        }
     }
 
     /// The next owned partition, round robin.
@@ -132,6 +153,9 @@ impl Routes {
 }
 
 type Pending = Mutex<HashMap<String, oneshot::Sender<Record>>>;
+
+/// How long a request waits for this replica's first reply partition before it is refused.
+const START_WAIT: Duration = Duration::from_secs(5);
 
 struct Inner {
     producer: Producer,
@@ -266,9 +290,13 @@ impl RpcClient {
         if inner.shutdown.is_triggered() {
             return Err(RpcError::Shutdown);
         }
+        // A request that arrives while this replica joins its reply group (start-up, a rebalance)
+        // waits for a reply partition, up to START_WAIT within its own timeout, rather than
+        // being refused.
         let partition = inner
             .routes
-            .pick()
+            .pick_or_wait(deadline.min(Instant::now() + START_WAIT))
+            .await
             .ok_or_else(|| RpcError::NoRoute(inner.reply_topic.clone()))?;
         if !inner.producer.reachable().await {
             return Err(RpcError::Unreachable("no broker answers".into()));
