@@ -361,3 +361,51 @@ async fn a_restarted_gateway_takes_over_the_reply_partitions() {
     second.stop().await;
     processor.stop().await;
 }
+
+/// A second gateway replica joining a serving one: it owns a reply partition and answers within
+/// a few seconds, and the first one answers every request meanwhile (none refused or lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_gateway_replica_serves_soon_and_the_first_never_stops() {
+    let stack = Stack::new(Duration::from_secs(10)).await;
+    let processor = stack.processor().await;
+    let first = stack.gateway().await;
+    first.warm_up().await;
+
+    // A steady trickle of requests to the first replica while the second one joins.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let (base, stop) = (first.base.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let (status, _) = post_json(&format!("{base}/hash"), &json!({"data": "steady"})).await;
+                statuses.push(status);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            statuses
+        })
+    };
+    let started = Instant::now();
+    let second = stack.gateway().await;
+    let (status, body) = second.hash("hello world").await;
+    let joined = started.elapsed();
+    eprintln!("second replica answered its first request after {joined:?}");
+    assert_eq!((status, body["hash"].as_str()), (200, Some(HELLO)), "{body}");
+    assert!(second.rpc.is_ready());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let statuses = trickle.await.unwrap();
+    assert!(statuses.len() > 10, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "the first replica refused: {statuses:?}"
+    );
+    let (mut a, b) = (first.rpc.reply_partitions(), second.rpc.reply_partitions());
+    assert!(!b.is_empty() && !a.is_empty(), "{a:?} {b:?}");
+    a.extend(b);
+    a.sort_unstable();
+    assert_eq!(a, vec![0, 1, 2, 3]);
+    first.stop().await;
+    second.stop().await;
+    processor.stop().await;
+}

@@ -431,6 +431,10 @@ rd_kafka_mock_cgrp_classic_rebalance(rd_kafka_mock_cgrp_classic_t *mcgrp,
                 rd_kafka_mock_cgrp_classic_sync_done(
                     mcgrp, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
 
+        /* Kafkube: remember whether this join phase waits out the initial
+         * rebalance delay (see rd_kafka_mock_cgrp_classic_member_add()). */
+        mcgrp->initial_join = mcgrp->state == RD_KAFKA_MOCK_CGRP_STATE_EMPTY;
+
         rd_kafka_mock_cgrp_classic_set_state(
             mcgrp, RD_KAFKA_MOCK_CGRP_STATE_JOINING, reason);
         rd_kafka_mock_cgrp_classic_rebalance_timer_restart(mcgrp, timeout_ms);
@@ -604,6 +608,25 @@ rd_kafka_resp_err_t rd_kafka_mock_cgrp_classic_member_add(
         member->resp = resp;
         member->conn = mconn;
         rd_kafka_mock_cgrp_classic_member_active(mcgrp, member);
+
+        /* Kafkube: as a real broker does, end the join phase of a rebalance
+         * as soon as every member has (re)joined, instead of waiting out
+         * session.timeout.ms - 1 s for members that are all there already.
+         * The initial rebalance delay of an empty group is kept. */
+        if (mcgrp->state == RD_KAFKA_MOCK_CGRP_STATE_JOINING &&
+            !mcgrp->initial_join) {
+                rd_kafka_mock_cgrp_classic_member_t *m;
+                rd_bool_t all_joined = rd_true;
+                TAILQ_FOREACH(m, &mcgrp->members, link) {
+                        if (!m->resp) {
+                                all_joined = rd_false;
+                                break;
+                        }
+                }
+                if (all_joined)
+                        rd_kafka_mock_cgrp_classic_rebalance_timer_restart(
+                            mcgrp, 1);
+        }
 
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 }

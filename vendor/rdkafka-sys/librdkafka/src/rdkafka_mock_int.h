@@ -116,6 +116,8 @@ typedef struct rd_kafka_mock_cgrp_classic_s {
         int last_member_cnt; /**< Mumber of group members at last election */
         int assignment_cnt;  /**< Number of member assignments in last Sync */
         rd_kafka_mock_cgrp_classic_member_t *leader; /**< Elected leader */
+        rd_bool_t initial_join; /**< Kafkube: this join phase started from an
+                                 *   empty group (initial rebalance delay) */
 } rd_kafka_mock_cgrp_classic_t;
 
 
