@@ -19,6 +19,10 @@ pub enum HandlerError {
     /// a record that still fails goes to the dead-letter topic, with this error in a header.
     #[error("{0}")]
     Permanent(BoxError),
+    /// The consumer is stopping: the batch was not handled and its offsets are not stored, so it
+    /// is delivered again. Returned by the [`Retry`](super::layers::Retry) layer; apps need not.
+    #[error("stopped before the batch was handled")]
+    Stopped,
 }
 
 impl HandlerError {

@@ -16,13 +16,15 @@
 //!   **drain**: keep consuming until every assigned partition is caught up, then stop.
 
 //!
-//! The parts: [`Handler`] and [`HandlerError`] (`handler`), [`Record`] (`record`),
-//! [`ConsumerSettings`] (`settings`), the loop and its retry policy (`runner`), dead letters
-//! (`dead_letter`) and librdkafka's callbacks (`context`).
+//! The parts: [`Handler`] and [`HandlerError`] (`handler`), the layers that wrap every handler
+//! with tracing, retry and dead-lettering ([`layers`]), [`Record`] (`record`),
+//! [`ConsumerSettings`] (`settings`), the loop (`runner`), dead-letter records (`dead_letter`) and
+//! librdkafka's callbacks (`context`).
 
 mod context;
 mod dead_letter;
 mod handler;
+pub mod layers;
 mod record;
 mod runner;
 mod settings;

@@ -9,10 +9,10 @@ use futures::StreamExt;
 use kafkube_core::{Backoff, Shutdown};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::Instrument;
 
 use super::context::RunnerContext;
-use crate::{BatchOutput, ConsumerSettings, Handler, HandlerError, KafkaConfig, Outgoing, Producer, Record, Result};
+use super::layers::{DeadLetter, Retry, Traced};
+use crate::{ConsumerSettings, Handler, KafkaConfig, Outgoing, Producer, Record, Result};
 
 /// Runs one [`Handler`] in one consumer group.
 pub struct ConsumerRunner<H> {
@@ -28,15 +28,6 @@ pub struct RunStats {
     pub processed: u64,
     pub dead_lettered: u64,
     pub batches: u64,
-}
-
-/// How a batch ended.
-enum Resolution {
-    Done {
-        produce: Vec<Outgoing>,
-        dead: Vec<(usize, String)>,
-    },
-    Interrupted,
 }
 
 impl<H: Handler> ConsumerRunner<H> {
@@ -86,6 +77,13 @@ impl<H: Handler> ConsumerRunner<H> {
             .stream()
             .map(|r| r.map(|m| Record::from_message(&m, Utc::now())))
             .ready_chunks(self.settings.max_batch);
+        // The app's handler inside the layers every consumer shares (see `layers`).
+        let handler = DeadLetter::new(Retry::new(
+            Traced::new(self.handler.clone(), group.as_str()),
+            self.settings.max_attempts,
+            shutdown.clone(),
+            group.as_str(),
+        ));
         let drain_signal = drain.clone().unwrap_or_default();
         let mut draining = false;
         loop {
@@ -129,8 +127,10 @@ impl<H: Handler> ConsumerRunner<H> {
             }
             errors.reset();
             let started = Instant::now();
-            let Resolution::Done { produce, dead } = self.resolve(&batch, &shutdown).await else {
-                break;
+            let (produce, dead) = match handler.handle(&batch).await {
+                Ok(out) => (out.produce, out.rejected),
+                // Stopped (or, impossibly past the layers, failed): nothing stored, redelivered.
+                Err(_) => break,
             };
             if !self.publish(&batch, produce, &dead, &shutdown).await {
                 break;
@@ -161,83 +161,6 @@ impl<H: Handler> ConsumerRunner<H> {
         self.commit_final(&stored);
         tracing::info!(group = %group, processed = stats.processed, dead_lettered = stats.dead_lettered, "consumer stopped");
         Ok(stats)
-    }
-
-    /// Runs the handler on `batch` with the retry policy; returns what to publish and which
-    /// records are dead, or `Interrupted` when shutdown came first.
-    async fn resolve(&self, batch: &[Record], shutdown: &Shutdown) -> Resolution {
-        match self.attempt(batch, shutdown).await {
-            Attempt::Ok(out) => Resolution::Done {
-                produce: out.produce,
-                dead: out.rejected,
-            },
-            Attempt::Interrupted => Resolution::Interrupted,
-            Attempt::Failed(reason) if batch.len() == 1 => Resolution::Done {
-                produce: Vec::new(),
-                dead: vec![(0, reason)],
-            },
-            Attempt::Failed(_) => {
-                // Isolate the poison: each record alone, so the good ones still go through.
-                let mut produce = Vec::new();
-                let mut dead = Vec::new();
-                for (i, r) in batch.iter().enumerate() {
-                    match self.attempt(std::slice::from_ref(r), shutdown).await {
-                        Attempt::Ok(out) => {
-                            produce.extend(out.produce);
-                            dead.extend(out.rejected.into_iter().map(|(_, why)| (i, why)));
-                        }
-                        Attempt::Failed(why) => dead.push((i, why)),
-                        Attempt::Interrupted => return Resolution::Interrupted,
-                    }
-                }
-                Resolution::Done { produce, dead }
-            }
-        }
-    }
-
-    async fn attempt(&self, batch: &[Record], shutdown: &Shutdown) -> Attempt {
-        let mut backoff = Backoff::outage();
-        let mut permanent = 0;
-        loop {
-            match self.handler.handle(batch).instrument(self.span(batch)).await {
-                Ok(mut out) => {
-                    out.rejected.retain(|(i, _)| *i < batch.len());
-                    return Attempt::Ok(out);
-                }
-                Err(HandlerError::Transient(e)) => {
-                    tracing::warn!(group = %self.settings.group_id, error = %e, retry = backoff.attempts() + 1, "batch failed (transient); retrying");
-                    metrics::counter!("kafkube_consumer_retries_total", "group" => self.settings.group_id.clone(), "kind" => "transient").increment(1);
-                }
-                Err(HandlerError::Permanent(why)) => {
-                    let why = why.to_string();
-                    permanent += 1;
-                    metrics::counter!("kafkube_consumer_retries_total", "group" => self.settings.group_id.clone(), "kind" => "permanent").increment(1);
-                    if permanent >= self.settings.max_attempts {
-                        tracing::warn!(group = %self.settings.group_id, error = %why, records = batch.len(), "batch failed permanently");
-                        return Attempt::Failed(why);
-                    }
-                }
-            }
-            if !backoff.wait(shutdown).await {
-                return Attempt::Interrupted;
-            }
-        }
-    }
-
-    /// The span a handler runs in, so that its log lines name the records: the first record's
-    /// topic, partition, offset, key and correlation id, and how many records the batch holds.
-    fn span(&self, batch: &[Record]) -> tracing::Span {
-        let first = &batch[0];
-        tracing::info_span!(
-            "handle",
-            group = %self.settings.group_id,
-            topic = %first.topic,
-            partition = first.partition,
-            offset = first.offset,
-            key = first.key_str().unwrap_or_default(),
-            correlation_id = first.headers.get_str(crate::Header::CORRELATION_ID).unwrap_or_default(),
-            records = batch.len(),
-        )
     }
 
     /// Publishes the handler's output and the dead letters; retried until acknowledged.
@@ -309,10 +232,4 @@ impl<H: Handler> ConsumerRunner<H> {
             tracing::warn!(group = %self.settings.group_id, error = %e, "final offset commit failed; the uncommitted records will be redelivered");
         }
     }
-}
-
-enum Attempt {
-    Ok(BatchOutput),
-    Failed(String),
-    Interrupted,
 }
