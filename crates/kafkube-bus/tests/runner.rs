@@ -166,3 +166,61 @@ async fn a_restarted_group_resumes_after_the_last_processed_record() {
         vec!["3"]
     );
 }
+
+/// A member that drains after another member of its group stopped, and so inherited partitions
+/// it has never consumed from, still sees that it is caught up (the group's committed offsets
+/// are at the end) and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_after_inheriting_partitions_from_a_stopped_member_ends() {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("runner", 4).await;
+    let group = unique("g");
+    let producer = Producer::new(&kafka.config()).unwrap();
+    let payloads: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let msgs: Vec<Outgoing> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Outgoing::new(topic.as_str(), Some(format!("k{i}")), p.as_str()))
+        .collect();
+    for r in producer.send_all(&msgs).await {
+        r.unwrap();
+    }
+    let start = |instance: &str| {
+        let runner = ConsumerRunner::new(
+            &kafka.config(),
+            producer.clone(),
+            ConsumerSettings::new(group.as_str(), &[topic.as_str()]).instance(instance),
+            Collect::default(),
+        )
+        .unwrap();
+        let handler = runner.handler().clone();
+        let (stop, drain) = (Shutdown::new(), Shutdown::new());
+        let task = tokio::spawn(runner.run_until_drained(stop.clone(), drain.clone()));
+        (handler, stop, drain, task)
+    };
+    let (a, a_stop, a_drain, a_task) = start("a");
+    let (b, b_stop, b_drain, b_task) = start("b");
+    let all = kafkube_testkit::eventually(Duration::from_secs(40), || {
+        let n = a.seen.lock().unwrap().len() + b.seen.lock().unwrap().len();
+        async move { (n >= 100).then_some(()) }
+    })
+    .await;
+    assert!(all.is_some(), "the group consumed every record");
+
+    a_drain.trigger();
+    tokio::time::timeout(Duration::from_secs(30), a_task)
+        .await
+        .expect("a drains")
+        .unwrap()
+        .unwrap();
+    // Let the group hand a's partitions to b before b drains.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    b_drain.trigger();
+    let drained = tokio::time::timeout(Duration::from_secs(20), b_task).await;
+    a_stop.trigger();
+    b_stop.trigger();
+    drained
+        .expect("b drains although it has not consumed from its new partitions")
+        .unwrap()
+        .unwrap();
+}

@@ -195,11 +195,17 @@ impl<H: Handler> ConsumerRunner<H> {
     }
 
     /// True when every assigned partition has been consumed up to its high watermark.
+    ///
+    /// A partition this member has not consumed from yet (a rebalance during the drain just moved
+    /// it here from a member that stopped) has no position; it is caught up when the group's
+    /// committed offset is at its end already, or when it is empty.
     fn caught_up(&self) -> bool {
         let Ok(positions) = self.consumer.position() else {
             return false;
         };
-        positions.elements().iter().all(|e| {
+        let mut unconsumed = TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for e in positions.elements() {
             let Ok((low, high)) = self
                 .consumer
                 .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
@@ -207,10 +213,27 @@ impl<H: Handler> ConsumerRunner<H> {
                 return false;
             };
             match e.offset() {
-                Offset::Offset(pos) => pos >= high,
-                // Nothing consumed from this partition yet: caught up only if it is empty.
-                _ => low >= high,
+                Offset::Offset(pos) if pos >= high => {}
+                Offset::Offset(_) => return false,
+                _ if low >= high => {}
+                _ => {
+                    unconsumed.add_partition(e.topic(), e.partition());
+                    ends.insert((e.topic().to_owned(), e.partition()), high);
+                }
             }
+        }
+        if unconsumed.count() == 0 {
+            return true;
+        }
+        let Ok(committed) = self.consumer.committed_offsets(unconsumed, Duration::from_secs(2)) else {
+            return false;
+        };
+        committed.elements().iter().all(|e| {
+            let end = ends
+                .get(&(e.topic().to_owned(), e.partition()))
+                .copied()
+                .unwrap_or(i64::MAX);
+            matches!(e.offset(), Offset::Offset(c) if c >= end)
         })
     }
 
