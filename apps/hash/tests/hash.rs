@@ -371,20 +371,23 @@ async fn a_new_gateway_replica_serves_soon_and_the_first_never_stops() {
     let first = stack.gateway().await;
     first.warm_up().await;
 
-    // A steady trickle of requests to the first replica while the second one joins.
+    // A steady stream of requests to the first replica while the second one joins, four at a
+    // time, so that some are in flight on the reply partitions that move to the second replica.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let trickle = {
-        let (base, stop) = (first.base.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let (status, _) = post_json(&format!("{base}/hash"), &json!({"data": "steady"})).await;
-                statuses.push(status);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            statuses
+    let streams: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, stop) = (first.base.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let (status, _) = post_json(&format!("{base}/hash"), &json!({"data": "steady"})).await;
+                    statuses.push(status);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                statuses
+            })
         })
-    };
+        .collect();
     let started = Instant::now();
     let second = stack.gateway().await;
     let (status, body) = second.hash("hello world").await;
@@ -394,7 +397,10 @@ async fn a_new_gateway_replica_serves_soon_and_the_first_never_stops() {
     assert!(second.rpc.is_ready());
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
-    let statuses = trickle.await.unwrap();
+    let mut statuses = Vec::new();
+    for stream in streams {
+        statuses.extend(stream.await.unwrap());
+    }
     assert!(statuses.len() > 10, "{statuses:?}");
     assert!(
         statuses.iter().all(|s| *s == 200),

@@ -22,7 +22,8 @@ pub struct Record {
 }
 
 impl Record {
-    pub(crate) fn from_message(m: &rdkafka::message::BorrowedMessage<'_>, received_at: DateTime<Utc>) -> Self {
+    /// An owned copy of a message read by any rdkafka consumer, stamped with when it arrived.
+    pub fn from_message(m: &rdkafka::message::BorrowedMessage<'_>, received_at: DateTime<Utc>) -> Self {
         Self {
             topic: m.topic().to_owned(),
             partition: m.partition(),

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::{Header, KafkaConfig, Outgoing, Producer, Record, Result};
 
-use super::listener::ReplyContext;
-use super::state::{Inner, Routes, START_WAIT};
+use super::listener::{Handover, HandoverContext, ReplyContext};
+use super::state::{Inner, Routes, START_WAIT, Waiter};
 use super::{ReplyListener, RpcError, RpcSettings};
 
 /// Sends requests and matches their replies. Cheap to clone; clones share the pending map.
@@ -58,10 +58,22 @@ impl RpcClient {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
             .set("partition.assignment.strategy", "cooperative-sticky");
+        // Reads partitions given up in a rebalance until their requests end; it assigns
+        // partitions itself and never joins the group (the group id only satisfies librdkafka).
+        let mut hc = config.consumer_config(&settings.group_id);
+        hc.set("client.id", format!("kafkube-{}-replies-handover", settings.instance))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest");
+        let handover = Arc::new(Handover::new(
+            hc.create_with_context(HandoverContext)?,
+            settings.reply_topic.clone(),
+        ));
         let consumer: StreamConsumer<ReplyContext> = cc.create_with_context(ReplyContext {
             topic: settings.reply_topic.clone(),
             group: settings.group_id.clone(),
             routes: routes.clone(),
+            handover: handover.clone(),
+            starts: Mutex::default(),
         })?;
         consumer.subscribe(&[settings.reply_topic.as_str()])?;
         let inner = Arc::new(Inner {
@@ -73,6 +85,7 @@ impl RpcClient {
         });
         let listener = ReplyListener {
             consumer,
+            handover,
             inner: inner.clone(),
             settings,
         };
@@ -124,14 +137,6 @@ impl RpcClient {
         if inner.shutdown.is_triggered() {
             return Err(RpcError::Shutdown);
         }
-        // A request that arrives while this replica joins its reply group (start-up, a rebalance)
-        // waits for a reply partition, up to START_WAIT within its own timeout, rather than
-        // being refused.
-        let partition = inner
-            .routes
-            .pick_or_wait(deadline.min(Instant::now() + START_WAIT))
-            .await
-            .ok_or_else(|| RpcError::NoRoute(inner.reply_topic.clone()))?;
         if !inner.producer.reachable().await {
             return Err(RpcError::Unreachable("no broker answers".into()));
         }
@@ -148,21 +153,31 @@ impl RpcClient {
                 .headers
                 .insert(Header::TRACEPARENT, crate::headers::new_traceparent());
         }
-        let deadline_ms = Utc::now().timestamp_millis() + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
-        request.headers.insert(Header::REPLY_TOPIC, inner.reply_topic.as_str());
-        request.headers.insert(Header::REPLY_PARTITION, partition.to_string());
-        request.headers.insert(Header::DEADLINE_MS, deadline_ms.to_string());
-
+        // A request that arrives while this replica joins its reply group (start-up, a rebalance)
+        // waits for a reply partition, up to START_WAIT within its own timeout, rather than
+        // being refused.
+        let partition = inner
+            .routes
+            .pick_or_wait(deadline.min(Instant::now() + START_WAIT))
+            .await
+            .ok_or_else(|| RpcError::NoRoute(inner.reply_topic.clone()))?;
+        // Registered as waiting on `partition` right after picking it (no await in between): a
+        // rebalance that takes the partition away keeps reading it for this request (handover).
         let (tx, rx) = oneshot::channel();
         let _guard = {
             let mut pending = inner.pending();
             if pending.contains_key(&id) {
                 return Err(RpcError::DuplicateId(id));
             }
-            pending.insert(id.clone(), tx);
+            pending.insert(id.clone(), Waiter { partition, tx });
             metrics::gauge!("kafkube_rpc_pending").increment(1.0);
             PendingGuard { inner, id }
         };
+        let deadline_ms = Utc::now().timestamp_millis() + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        request.headers.insert(Header::REPLY_TOPIC, inner.reply_topic.as_str());
+        request.headers.insert(Header::REPLY_PARTITION, partition.to_string());
+        request.headers.insert(Header::DEADLINE_MS, deadline_ms.to_string());
+
         let link = inner.producer.link();
         tokio::select! {
             biased;

@@ -14,8 +14,11 @@
 //! A new reply partition starts at its end as the rebalance assigns it (the end is read inside
 //! the rebalance callback), so a reply to any request sent after that cannot be skipped.
 //! Partitions move between requester replicas only when replicas come or go (the assignor is
-//! `cooperative-sticky`); requests in flight on a partition that moves time out, and the replica
-//! that receives their replies counts them in `kafkube_rpc_replies_unmatched_total`. The reply
+//! `cooperative-sticky`). A replica that gives a partition up stops sending requests with it at
+//! once, and goes on reading it outside the group (the *handover* consumer, from where it stopped)
+//! until no request of its own waits on it, so a request in flight during a rebalance still gets
+//! its reply. The new owner reads those replies too and counts them in
+//! `kafkube_rpc_replies_unmatched_total`. The reply
 //! topic needs at least as many partitions as there are requester replicas; a replica without
 //! one is not ready.
 

@@ -74,7 +74,13 @@ impl Routes {
     }
 }
 
-pub(super) type Pending = Mutex<HashMap<String, oneshot::Sender<Record>>>;
+/// A request waiting for its reply: where the reply goes to and who waits for it.
+pub(super) struct Waiter {
+    pub(super) partition: i32,
+    pub(super) tx: oneshot::Sender<Record>,
+}
+
+pub(super) type Pending = Mutex<HashMap<String, Waiter>>;
 
 /// How long a request waits for this replica's first reply partition before it is refused.
 pub(super) const START_WAIT: Duration = Duration::from_secs(5);
@@ -88,7 +94,7 @@ pub(super) struct Inner {
 }
 
 impl Inner {
-    pub(super) fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Record>>> {
+    pub(super) fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -99,7 +105,12 @@ impl Inner {
         if taken.is_some() {
             metrics::gauge!("kafkube_rpc_pending").decrement(1.0);
         }
-        taken
+        taken.map(|w| w.tx)
+    }
+
+    /// Is any request still waiting for a reply on `partition`?
+    pub(super) fn waits_on(&self, partition: i32) -> bool {
+        self.pending().values().any(|w| w.partition == partition)
     }
 }
 
