@@ -211,3 +211,21 @@ drop_stale_test_databases() {
     psql -w -q "$url" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
   done < <(psql -w -At "$url" -c "SELECT datname FROM pg_database WHERE datname LIKE 'kt\_%'" 2>/dev/null || true)
 }
+
+# Java 17+ and Maven, which scripts/kafka needs to fetch and run Apache Kafka. Installs Debian's
+# packages when missing (root only). Prints why and returns 1 when they are still missing.
+ensure_java_maven() {
+  local missing=()
+  command -v java >/dev/null 2>&1 || [ -x "${JAVA_HOME:-/nonexistent}/bin/java" ] || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || [ -n "${KAFKA_HOME:-}" ] || missing+=(maven)
+  if [ "${#missing[@]}" -eq 0 ]; then
+    return 0
+  fi
+  if is_root && ! skip_provision; then
+    ensure_apt_packages "${missing[@]}"
+    return 0
+  fi
+  warn "real Kafka needs ${missing[*]} (Java 17+ to run it, Maven to fetch it from Maven Central);" \
+    "install them (sudo apt-get install -y ${missing[*]}) or set KAFKA_HOME to an unpacked Kafka"
+  return 1
+}

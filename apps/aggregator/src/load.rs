@@ -5,6 +5,10 @@
 //! earlier batch, some in a batch that is in flight at the same time — so the expected result is
 //! known exactly: `inserted = count − duplicates`. Then it checks the server's answers and its
 //! `/stats` deltas against that, and fails on any mismatch.
+//!
+//! With `--via kafka` the same events go to the aggregator's ingest topic as Kafka records
+//! instead (one event per record), and the run lasts until `/stats` has counted every one of
+//! them: events/s through the Kafka ingest, from the first record sent to the last one stored.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -43,10 +47,29 @@ pub struct LoadArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
+    /// How the events reach the aggregator: `http` (`POST /publish`) or `kafka` (records on
+    /// `--kafka-topic`, read by its Kafka ingest; the broker from `KAFKA_BROKERS`).
+    #[arg(long, value_enum, default_value = "http")]
+    pub via: Via,
+
+    /// The ingest topic, with `--via kafka`.
+    #[arg(long, default_value = "logs", value_name = "TOPIC")]
+    pub kafka_topic: String,
+
+    #[command(flatten)]
+    pub kafka: kafkube_bus::KafkaArgs,
+
     /// After the run, measure the ceiling on this PostgreSQL database (the aggregator's): a plain
     /// `COPY` of the same unique rows into a temporary copy of `agg_events` with its unique index.
     #[arg(long, value_name = "POSTGRES_URL")]
     pub copy_ceiling: Option<String>,
+}
+
+/// How `kafkube load aggregator` delivers the events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Http,
+    Kafka,
 }
 
 /// The events to send, in order, and how many of them are repeats.
@@ -111,6 +134,9 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             .map(|c| serde_json::to_vec(c).map(|b| (c.len() as u64, bytes::Bytes::from(b))))
             .collect::<Result<_, _>>()?,
     );
+    if args.via == Via::Kafka {
+        return run_kafka(args, &client, &base, &before, &events, dups).await;
+    }
     let (inserted, duplicates) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
     let url = format!("{base}/publish");
     let summary = kafkube_load::run(batches.len() as u64, args.concurrency, args.count, "publishing", |i| {
@@ -171,6 +197,115 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         );
     }
     Ok(LoadReport { text, ok })
+}
+
+/// `--via kafka`: every event a record on the ingest topic; done when `/stats` counted them all.
+async fn run_kafka(
+    args: &LoadArgs,
+    client: &reqwest::Client,
+    base: &str,
+    before: &Value,
+    events: &[Value],
+    dups: u64,
+) -> anyhow::Result<LoadReport> {
+    use kafkube_bus::{Cluster, Outgoing, Producer};
+    let cluster = Cluster::resolve(&args.kafka, false)?;
+    let producer = Producer::new(&cluster.config)?;
+    let records: Arc<Vec<Vec<Outgoing>>> = Arc::new(
+        events
+            .chunks(args.batch_size)
+            .map(|c| {
+                c.iter()
+                    .map(|e| {
+                        let key = e["event_id"].as_str().unwrap_or_default().to_owned();
+                        Outgoing::new(&args.kafka_topic, Some(key), e.to_string())
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let received_before = before["received"].as_i64().unwrap_or(0);
+    let started = std::time::Instant::now();
+    let sent = kafkube_load::run(records.len() as u64, args.concurrency, args.count, "producing", |i| {
+        let (producer, records) = (producer.clone(), records.clone());
+        async move {
+            let batch = &records[i as usize];
+            for r in producer.send_all(batch).await {
+                r.map_err(|e| e.to_string())?;
+            }
+            Ok(batch.len() as u64)
+        }
+    })
+    .await;
+    // The aggregator may still be storing: wait for its counters (at most 2 minutes of no
+    // progress), with a progress bar of its own.
+    let bar = indicatif_bar(args.count, "stored");
+    let mut last = (received_before, std::time::Instant::now());
+    let after = loop {
+        let now = stats(client, base).await?;
+        let received = now["received"].as_i64().unwrap_or(0);
+        bar.set_position(u64::try_from(received - received_before).unwrap_or(0));
+        if received - received_before >= args.count as i64 {
+            break now;
+        }
+        if received != last.0 {
+            last = (received, std::time::Instant::now());
+        } else if last.1.elapsed() > std::time::Duration::from_secs(120) {
+            bar.finish_and_clear();
+            anyhow::bail!(
+                "the aggregator counted {} of {} events and has made no progress for 2 minutes: is it reading {}?",
+                received - received_before,
+                args.count,
+                args.kafka_topic
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let delta = |k: &str| after[k].as_i64().unwrap_or(0) - before[k].as_i64().unwrap_or(0);
+    let expected_inserted = (args.count - dups) as i64;
+    let mut text = format!(
+        "done       {} events through Kafka topic {} in {:.2}s: {:.0} events/s (first record sent to last one stored)\n",
+        args.count,
+        args.kafka_topic,
+        elapsed.as_secs_f64(),
+        args.count as f64 / elapsed.as_secs_f64().max(1e-9),
+    );
+    text += &format!(
+        "produce    {:.0} records/s acknowledged by the broker (p99 of a batch of {}: {:.1} ms)\n",
+        sent.units_per_second(),
+        args.batch_size,
+        sent.latency_ms(99.0),
+    );
+    let mut ok = sent.failed() == 0;
+    for (e, n) in &sent.errors {
+        text += &format!("{n} batch(es) failed: {e}\n");
+    }
+    for (what, got, want) in [
+        ("/stats received", delta("received"), args.count as i64),
+        ("/stats unique_processed", delta("unique_processed"), expected_inserted),
+        ("/stats duplicate_dropped", delta("duplicate_dropped"), dups as i64),
+    ] {
+        if got != want {
+            ok = false;
+            text += &format!("MISMATCH {what}: expected {want}, got {got}\n");
+        }
+    }
+    if ok {
+        text += "check      /stats deltas match what was sent\n";
+    }
+    Ok(LoadReport { text, ok })
+}
+
+fn indicatif_bar(len: u64, label: &str) -> kafkube_load::ProgressBar {
+    kafkube_load::ProgressBar::new(len).with_style(
+        kafkube_load::ProgressStyle::with_template(&format!(
+            "{{spinner}} {label} {{pos}}/{{len}} [{{bar:30}}] {{per_sec}}"
+        ))
+        .unwrap_or_else(|_| kafkube_load::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    )
 }
 
 /// Times a `COPY` of the run's unique events into a temporary table shaped like `agg_events`
@@ -239,6 +374,9 @@ mod tests {
             batch_size: 10,
             topics: vec!["a".into(), "b".into()],
             seed: Some(7),
+            via: Via::Http,
+            kafka_topic: "logs".into(),
+            kafka: kafkube_bus::KafkaArgs::default(),
             copy_ceiling: None,
         };
         let (events, dups) = generate(&args, "r");

@@ -348,6 +348,9 @@ async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
         batch_size: 50,
         topics: vec!["auth".into(), "payment".into(), "orders".into()],
         seed: Some(1),
+        via: kafkube_aggregator::load::Via::Http,
+        kafka_topic: String::new(),
+        kafka: kafka.args(),
         copy_ceiling: (backend == Backend::Postgres).then(|| t.url.clone()),
     };
     let report = kafkube_aggregator::load::run(&load).await.unwrap();
@@ -368,6 +371,40 @@ async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
     }
     // A second run with the same seed repeats every id of a new run id: counts stay exact.
     assert!(kafkube_aggregator::load::run(&load).await.unwrap().ok);
+    svc.stop().await;
+}
+
+/// `load aggregator --via kafka`: the events as records on the ingest topic, counted exactly.
+async fn the_load_generator_through_kafka_ends_at_the_exact_counts(backend: Backend) {
+    let kafka = TestKafka::start();
+    let t = TestDb::new(backend).await;
+    let topic = kafka.topic("logs", 2).await;
+    let (url, svc) = start(&kafka, &t, &topic).await;
+    let load = kafkube_aggregator::load::LoadArgs {
+        url,
+        count: 3000,
+        dup_rate: 0.3,
+        concurrency: 10,
+        batch_size: 100,
+        topics: vec!["auth".into(), "payment".into()],
+        seed: Some(2),
+        via: kafkube_aggregator::load::Via::Kafka,
+        kafka_topic: topic,
+        kafka: kafka.args(),
+        copy_ceiling: None,
+    };
+    let report = kafkube_aggregator::load::run(&load).await.unwrap();
+    assert!(report.ok, "{}", report.text);
+    assert!(
+        report.text.contains("check      /stats deltas match what was sent"),
+        "{}",
+        report.text
+    );
+    assert!(
+        report.text.starts_with("done       3000 events through Kafka topic"),
+        "{}",
+        report.text
+    );
     svc.stop().await;
 }
 
@@ -397,6 +434,7 @@ async fn merged_requests_get_their_own_counts(backend: Backend) {
 backend_tests!(
     merged_requests_get_their_own_counts,
     the_load_generator_ends_at_the_exact_counts,
+    the_load_generator_through_kafka_ends_at_the_exact_counts,
     body_shapes_and_deduplication,
     schema_errors_are_400_naming_event_and_field,
     rejected_bodies_store_nothing,

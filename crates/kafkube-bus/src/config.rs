@@ -1,10 +1,12 @@
 //! Connection settings shared by every producer and consumer of a process.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use rdkafka::ClientConfig;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::embedded::{EmbeddedBroker, EmbeddedBrokerGuard};
 use crate::{BusError, Result};
@@ -40,6 +42,187 @@ pub struct KafkaArgs {
     /// (for example `security.protocol=SASL_SSL,sasl.mechanism=PLAIN`).
     #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_key_value)]
     pub options: Vec<(String, String)>,
+
+    #[command(flatten)]
+    pub security: KafkaSecurityArgs,
+}
+
+/// How Kafkube proves who it is to the brokers and checks who they are: TLS and SASL, as
+/// managed and production clusters require (Strimzi's TLS listeners, cloud services).
+#[derive(Args, Clone, Debug, Default)]
+pub struct KafkaSecurityArgs {
+    /// How to talk to the brokers (librdkafka `security.protocol`). `sasl_ssl` for SASL over TLS
+    /// (most managed clusters), `ssl` for TLS with or without a client certificate.
+    #[arg(
+        long = "kafka-security-protocol",
+        env = "KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        value_name = "PROTOCOL"
+    )]
+    pub protocol: Option<SecurityProtocol>,
+
+    /// SASL mechanism, with `sasl_ssl` or `sasl_plaintext` (default SCRAM-SHA-512).
+    #[arg(
+        long = "kafka-sasl-mechanism",
+        env = "KAFKA_SASL_MECHANISM",
+        value_enum,
+        value_name = "MECHANISM"
+    )]
+    pub sasl_mechanism: Option<SaslMechanism>,
+
+    /// SASL user name.
+    #[arg(long = "kafka-sasl-username", env = "KAFKA_SASL_USERNAME", value_name = "USER")]
+    pub sasl_username: Option<String>,
+
+    /// SASL password (never logged or shown; prefer the variable to the flag, which `ps` shows).
+    #[arg(long = "kafka-sasl-password", env = "KAFKA_SASL_PASSWORD", hide_env_values = true, value_name = "PASSWORD", value_parser = parse_secret)]
+    pub sasl_password: Option<SecretString>,
+
+    /// PEM file of the CA certificate(s) that signed the brokers' certificates. Without it the
+    /// system's trusted CAs are used.
+    #[arg(long = "kafka-ca", env = "KAFKA_SSL_CA_LOCATION", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// PEM client certificate, for brokers that authenticate clients by TLS (mutual TLS).
+    #[arg(
+        long = "kafka-client-cert",
+        env = "KAFKA_SSL_CERTIFICATE_LOCATION",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key of the client certificate.
+    #[arg(
+        long = "kafka-client-key",
+        env = "KAFKA_SSL_KEY_LOCATION",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+/// librdkafka's `security.protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
+/// librdkafka's `sasl.mechanism` (those that need no extra system library).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN", alias = "plain")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256", alias = "scram-sha-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512", alias = "scram-sha-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+fn parse_secret(s: &str) -> std::result::Result<SecretString, String> {
+    Ok(SecretString::from(s.to_owned()))
+}
+
+impl KafkaSecurityArgs {
+    /// Anything set at all?
+    pub fn is_set(&self) -> bool {
+        self.protocol.is_some()
+            || self.sasl_mechanism.is_some()
+            || self.sasl_username.is_some()
+            || self.sasl_password.is_some()
+            || self.ca.is_some()
+            || self.cert.is_some()
+    }
+
+    /// Checks that the options fit together and that the files exist, and returns the
+    /// librdkafka properties (the password separately, to keep it out of logs).
+    fn resolve(&self) -> Result<(BTreeMap<String, String>, Option<SecretString>)> {
+        let mut props = BTreeMap::new();
+        let has_sasl_options =
+            self.sasl_mechanism.is_some() || self.sasl_username.is_some() || self.sasl_password.is_some();
+        let has_tls_options = self.ca.is_some() || self.cert.is_some();
+        let protocol = match self.protocol {
+            Some(p) => p,
+            None if has_sasl_options || has_tls_options => {
+                return Err(BusError::Config(
+                    "Kafka TLS or SASL options are set but KAFKA_SECURITY_PROTOCOL is not: set it to sasl_ssl (SASL over TLS), ssl or sasl_plaintext".into(),
+                ));
+            }
+            None => return Ok((props, None)),
+        };
+        props.insert("security.protocol".into(), protocol.as_librdkafka().into());
+        if has_sasl_options && !protocol.sasl() {
+            return Err(BusError::Config(format!(
+                "KAFKA_SASL_* options are set but KAFKA_SECURITY_PROTOCOL is {}: use sasl_ssl or sasl_plaintext",
+                protocol.as_librdkafka()
+            )));
+        }
+        if has_tls_options && !protocol.tls() {
+            return Err(BusError::Config(format!(
+                "a CA or client certificate is set but KAFKA_SECURITY_PROTOCOL is {}: use ssl or sasl_ssl",
+                protocol.as_librdkafka()
+            )));
+        }
+        let mut password = None;
+        if protocol.sasl() {
+            let (Some(user), Some(pass)) = (&self.sasl_username, &self.sasl_password) else {
+                return Err(BusError::Config(format!(
+                    "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+                    protocol.as_librdkafka()
+                )));
+            };
+            let mechanism = self.sasl_mechanism.unwrap_or(SaslMechanism::ScramSha512);
+            props.insert("sasl.mechanism".into(), mechanism.as_librdkafka().into());
+            props.insert("sasl.username".into(), user.clone());
+            password = Some(pass.clone());
+        }
+        for (what, path, key) in [
+            ("KAFKA_SSL_CA_LOCATION", &self.ca, "ssl.ca.location"),
+            ("KAFKA_SSL_CERTIFICATE_LOCATION", &self.cert, "ssl.certificate.location"),
+            ("KAFKA_SSL_KEY_LOCATION", &self.key, "ssl.key.location"),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    return Err(BusError::Config(format!("{what}: no such file {}", path.display())));
+                }
+                props.insert(key.into(), path.display().to_string());
+            }
+        }
+        Ok((props, password))
+    }
 }
 
 fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
@@ -48,16 +231,43 @@ fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
 }
 
 /// Resolved connection settings. Cheap to clone; every client of the process is built from it.
-#[derive(Clone, Debug)]
+/// Its `Debug` output masks passwords and secrets.
+#[derive(Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
     pub message_timeout: Duration,
     pub session_timeout: Duration,
-    /// librdkafka properties applied last, so they override Kafkube's defaults.
+    /// librdkafka properties applied last, so they override Kafkube's defaults (the security
+    /// options among them).
     pub options: BTreeMap<String, String>,
+    /// The SASL password, applied with the options.
+    pub sasl_password: Option<SecretString>,
     /// The embedded broker behind `brokers`, when it runs in this process: topics are created
     /// through its handle (it has no Admin API). Set by [`Cluster::resolve`] and the tests.
     pub embedded: Option<EmbeddedBroker>,
+}
+
+/// Does this librdkafka property hold a secret?
+fn is_secret(key: &str) -> bool {
+    key.contains("password") || key.contains("secret") || key.ends_with(".pem") || key == "sasl.jaas.config"
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .options
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("message_timeout", &self.message_timeout)
+            .field("session_timeout", &self.session_timeout)
+            .field("options", &options)
+            .field("sasl_password", &self.sasl_password.as_ref().map(|_| "***"))
+            .field("embedded", &self.embedded.is_some())
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -67,6 +277,7 @@ impl KafkaConfig {
             message_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
             options: BTreeMap::new(),
+            sasl_password: None,
             embedded: None,
         }
     }
@@ -88,13 +299,24 @@ impl KafkaConfig {
                 "no Kafka bootstrap servers given (set KAFKA_BROKERS)".into(),
             ));
         }
+        let (mut options, sasl_password) = args.security.resolve()?;
+        // KAFKA_OPTIONS is applied after the security options, so it can refine them.
+        options.extend(args.options.iter().cloned());
         Ok(Self {
             brokers,
             message_timeout: Duration::from_secs(args.timeout_secs.max(1)),
             session_timeout: Duration::from_millis(args.session_timeout_ms),
-            options: args.options.iter().cloned().collect(),
+            options,
+            sasl_password,
             embedded: None,
         })
+    }
+
+    /// Is the connection to the brokers encrypted or authenticated?
+    pub fn is_secured(&self) -> bool {
+        self.options
+            .get("security.protocol")
+            .is_some_and(|p| !p.eq_ignore_ascii_case("plaintext"))
     }
 
     pub fn with_message_timeout(mut self, t: Duration) -> Self {
@@ -118,6 +340,9 @@ impl KafkaConfig {
     }
 
     fn apply_overrides(&self, mut c: ClientConfig) -> ClientConfig {
+        if let Some(password) = &self.sasl_password {
+            c.set("sasl.password", password.expose_secret());
+        }
         for (k, v) in &self.options {
             c.set(k, v);
         }
@@ -193,10 +418,18 @@ impl Cluster {
         }
     }
 
-    /// Starts an embedded broker of `brokers` nodes with the other settings of `args`.
+    /// Starts an embedded broker of `brokers` nodes with the other settings of `args`. The
+    /// embedded broker speaks plaintext: TLS and SASL options are ignored (with a warning).
     pub fn embedded(args: &KafkaArgs, brokers: i32) -> Result<Self> {
+        let mut args = args.clone();
+        if args.security.is_set() {
+            tracing::warn!(
+                "KAFKA_SECURITY_PROTOCOL and the other TLS/SASL options apply to a broker given by KAFKA_BROKERS; the embedded broker speaks plaintext, so they are ignored"
+            );
+            args.security = KafkaSecurityArgs::default();
+        }
         let guard = EmbeddedBroker::start(brokers)?;
-        let mut config = KafkaConfig::from_args(args, guard.bootstrap_servers())?;
+        let mut config = KafkaConfig::from_args(&args, guard.bootstrap_servers())?;
         config.embedded = Some((*guard).clone());
         Ok(Self {
             config,
@@ -224,6 +457,7 @@ mod tests {
             timeout_secs: 5,
             session_timeout_ms: 6000,
             options: vec![("linger.ms".into(), "20".into())],
+            security: KafkaSecurityArgs::default(),
         };
         let cfg = KafkaConfig::from_args(&args, "b:9092").expect("valid");
         let p = cfg.producer_config();
@@ -233,6 +467,68 @@ mod tests {
         let c = cfg.consumer_config("g");
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+    }
+
+    fn sasl_args(dir: &std::path::Path) -> KafkaArgs {
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("write");
+        KafkaArgs {
+            brokers: Some("b:9093".into()),
+            timeout_secs: 5,
+            session_timeout_ms: 6000,
+            options: vec![],
+            security: KafkaSecurityArgs {
+                protocol: Some(SecurityProtocol::SaslSsl),
+                sasl_mechanism: Some(SaslMechanism::ScramSha256),
+                sasl_username: Some("alice".into()),
+                sasl_password: Some(SecretString::from("s3cret-pw".to_owned())),
+                ca: Some(ca),
+                ..KafkaSecurityArgs::default()
+            },
+        }
+    }
+
+    #[test]
+    fn security_options_reach_every_client_and_the_password_is_never_shown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = sasl_args(dir.path());
+        let cfg = KafkaConfig::from_args(&args, "b:9093").expect("valid");
+        for c in [cfg.producer_config(), cfg.consumer_config("g"), cfg.admin_config()] {
+            assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+            assert_eq!(c.get("sasl.username"), Some("alice"));
+            assert_eq!(c.get("sasl.password"), Some("s3cret-pw"));
+            assert!(c.get("ssl.ca.location").is_some_and(|p| p.ends_with("ca.pem")));
+        }
+        assert!(cfg.is_secured());
+        let shown = format!("{cfg:?} {args:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        // A password given through KAFKA_OPTIONS is masked too.
+        let mut raw = KafkaConfig::new("b:9093");
+        raw.options.insert("sasl.password".into(), "other-pw".into());
+        assert!(!format!("{raw:?}").contains("other-pw"));
+    }
+
+    #[test]
+    fn security_options_that_do_not_fit_together_say_what_to_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = |args: &KafkaArgs| KafkaConfig::from_args(args, "b:9093").expect_err("invalid").to_string();
+        let mut args = sasl_args(dir.path());
+        args.security.protocol = None;
+        assert!(err(&args).contains("KAFKA_SECURITY_PROTOCOL is not"), "{}", err(&args));
+        let mut args = sasl_args(dir.path());
+        args.security.sasl_password = None;
+        assert!(err(&args).contains("KAFKA_SASL_PASSWORD"), "{}", err(&args));
+        let mut args = sasl_args(dir.path());
+        args.security.protocol = Some(SecurityProtocol::Ssl);
+        assert!(err(&args).contains("use sasl_ssl"), "{}", err(&args));
+        let mut args = sasl_args(dir.path());
+        args.security.ca = Some(dir.path().join("missing.pem"));
+        assert!(err(&args).contains("no such file"), "{}", err(&args));
+        let mut args = sasl_args(dir.path());
+        args.security.sasl_mechanism = None;
+        let cfg = KafkaConfig::from_args(&args, "b:9093").expect("valid");
+        assert_eq!(cfg.producer_config().get("sasl.mechanism"), Some("SCRAM-SHA-512"));
     }
 
     #[test]

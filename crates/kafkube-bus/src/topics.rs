@@ -34,8 +34,10 @@ impl TopicSpec {
     }
 }
 
-/// Creates the topics that do not exist yet. Failures are logged, not fatal: on a managed
+/// Creates the topics that do not exist yet. Failures to create are logged, not fatal: on a managed
 /// cluster topics are often provisioned by operators and clients may lack the ACL to create them.
+/// A failed SASL login or TLS handshake is fatal (an error that says what to check): no retry
+/// would fix it.
 ///
 /// The cluster's metadata is read first, so a start against topics that already exist sends no
 /// `CreateTopics` at all: a broker without the Admin API (the embedded broker seen from another
@@ -47,7 +49,15 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         }
         return Ok(());
     }
-    let existing = existing_topics(config).await;
+    let existing = match crate::probe(config, Duration::from_secs(5)).await? {
+        crate::Probe::Topics(names) => names,
+        crate::Probe::Unreachable(why) => {
+            // Asking again to create them would only wait longer. Services start anyway and
+            // wait for the broker; their clients ask for auto-creation once it answers.
+            tracing::warn!(brokers = %config.brokers, "cannot reach Kafka ({why}); topics not checked or created");
+            return Ok(());
+        }
+    };
     let wanted: Vec<&TopicSpec> = topics.iter().filter(|t| !existing.contains(&t.name)).collect();
     if wanted.is_empty() {
         return Ok(());
@@ -85,29 +95,6 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     }
     auto_create(config, missing).await;
     Ok(())
-}
-
-/// The names of the topics the cluster has now (empty when it cannot be asked within 5 s).
-async fn existing_topics(config: &KafkaConfig) -> std::collections::HashSet<String> {
-    let client: std::result::Result<BaseProducer, _> = config.admin_config().create();
-    let Ok(client) = client else {
-        return Default::default();
-    };
-    let names = tokio::task::spawn_blocking(move || {
-        client
-            .client()
-            .fetch_metadata(None, Duration::from_secs(5))
-            .map(|m| m.topics().iter().map(|t| t.name().to_owned()).collect())
-    })
-    .await;
-    match names {
-        Ok(Ok(names)) => names,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot read the cluster's topics");
-            Default::default()
-        }
-        Err(_) => Default::default(),
-    }
 }
 
 /// Asks for each topic's metadata as a producer does, which makes a broker that allows it

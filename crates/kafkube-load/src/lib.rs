@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
+pub use indicatif::{ProgressBar, ProgressStyle};
 
 /// What a load run measured.
 #[derive(Debug)]

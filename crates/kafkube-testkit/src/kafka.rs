@@ -1,10 +1,17 @@
-//! The broker of a test: the embedded broker, or a real cluster from `KAFKUBE_TEST_KAFKA_BROKERS`.
+//! The broker of a test: the embedded broker, or a real cluster from `KAFKUBE_TEST_KAFKA_BROKERS`,
+//! reached as Kafkube's security options say (`KAFKUBE_TEST_KAFKA_SECURITY_PROTOCOL`,
+//! `KAFKUBE_TEST_KAFKA_SASL_MECHANISM`, `KAFKUBE_TEST_KAFKA_SASL_USERNAME`,
+//! `KAFKUBE_TEST_KAFKA_SASL_PASSWORD`, `KAFKUBE_TEST_KAFKA_CA`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
 use kafkube_bus::embedded::EmbeddedBrokerGuard;
-use kafkube_bus::{EmbeddedBroker, KafkaConfig, TopicSpec, ensure_topics};
+use kafkube_bus::{
+    EmbeddedBroker, KafkaArgs, KafkaConfig, KafkaSecurityArgs, SaslMechanism, SecurityProtocol, TopicSpec,
+    ensure_topics,
+};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
@@ -15,13 +22,67 @@ use crate::unique;
 pub struct TestKafka {
     config: KafkaConfig,
     embedded: Option<Arc<EmbeddedBrokerGuard>>,
+    /// The security options as a child process takes them (`KAFKA_SECURITY_PROTOCOL`, ...).
+    security_env: Vec<(&'static str, String)>,
+    /// The same as Kafkube's command-line options.
+    security: KafkaSecurityArgs,
+}
+
+fn test_env(name: &str) -> Option<String> {
+    std::env::var(format!("KAFKUBE_TEST_KAFKA_{name}"))
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Kafkube's security options from `KAFKUBE_TEST_KAFKA_*`, and the same as a child process's
+/// environment.
+fn security_from_env() -> (KafkaSecurityArgs, Vec<(&'static str, String)>) {
+    let mut args = KafkaSecurityArgs::default();
+    let mut env = Vec::new();
+    if let Some(p) = test_env("SECURITY_PROTOCOL") {
+        args.protocol = Some(SecurityProtocol::from_str(&p, true).expect("KAFKUBE_TEST_KAFKA_SECURITY_PROTOCOL"));
+        env.push(("KAFKA_SECURITY_PROTOCOL", p));
+    }
+    if let Some(m) = test_env("SASL_MECHANISM") {
+        args.sasl_mechanism = Some(SaslMechanism::from_str(&m, true).expect("KAFKUBE_TEST_KAFKA_SASL_MECHANISM"));
+        env.push(("KAFKA_SASL_MECHANISM", m));
+    }
+    if let Some(u) = test_env("SASL_USERNAME") {
+        args.sasl_username = Some(u.clone());
+        env.push(("KAFKA_SASL_USERNAME", u));
+    }
+    if let Some(p) = test_env("SASL_PASSWORD") {
+        args.sasl_password = Some(secrecy::SecretString::from(p.clone()));
+        env.push(("KAFKA_SASL_PASSWORD", p));
+    }
+    if let Some(ca) = test_env("CA") {
+        args.ca = Some(ca.clone().into());
+        env.push(("KAFKA_SSL_CA_LOCATION", ca));
+    }
+    (args, env)
 }
 
 impl TestKafka {
-    /// A real cluster from `KAFKUBE_TEST_KAFKA_BROKERS`, or a fresh embedded broker.
+    /// A real cluster from `KAFKUBE_TEST_KAFKA_BROKERS` (with the security options of
+    /// `KAFKUBE_TEST_KAFKA_*`), or a fresh embedded broker.
     pub fn start() -> Self {
+        let mut security_env = Vec::new();
+        let mut security_args = KafkaSecurityArgs::default();
         let (config, embedded) = match std::env::var("KAFKUBE_TEST_KAFKA_BROKERS") {
-            Ok(b) if !b.trim().is_empty() => (KafkaConfig::new(b), None),
+            Ok(b) if !b.trim().is_empty() => {
+                let (security, env) = security_from_env();
+                security_env = env;
+                security_args = security.clone();
+                let args = KafkaArgs {
+                    brokers: Some(b.clone()),
+                    timeout_secs: 10,
+                    session_timeout_ms: 6000,
+                    options: Vec::new(),
+                    security,
+                };
+                let config = KafkaConfig::from_args(&args, b).expect("KAFKUBE_TEST_KAFKA_* settings");
+                (config, None)
+            }
             _ => {
                 let guard = EmbeddedBroker::start(1).expect("start the embedded broker");
                 (KafkaConfig::for_embedded(&guard), Some(Arc::new(guard)))
@@ -30,7 +91,31 @@ impl TestKafka {
         let config = config
             .with_session_timeout(Duration::from_secs(6))
             .with_message_timeout(Duration::from_secs(10));
-        Self { config, embedded }
+        Self {
+            config,
+            embedded,
+            security_env,
+            security: security_args,
+        }
+    }
+
+    /// Kafkube's command-line options for this broker (for commands such as `kafkube load`).
+    pub fn args(&self) -> KafkaArgs {
+        KafkaArgs {
+            brokers: Some(self.config.brokers.clone()),
+            timeout_secs: self.config.message_timeout.as_secs(),
+            session_timeout_ms: 6000,
+            options: Vec::new(),
+            security: self.security.clone(),
+        }
+    }
+
+    /// The environment a `kafkube` child process needs to reach this broker: `KAFKA_BROKERS`
+    /// and the security options.
+    pub fn client_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("KAFKA_BROKERS", self.config.brokers.clone())];
+        env.extend(self.security_env.iter().cloned());
+        env
     }
 
     pub fn config(&self) -> KafkaConfig {

@@ -3,46 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{Guard, kafkube, scalar, signal};
 use kafkube_bus::{Outgoing, Producer};
-use kafkube_store::{Db, DbArgs, on_db};
+use kafkube_store::{Db, DbArgs};
 use kafkube_testkit::{TestDb, TestKafka, eventually, unique};
 use serde_json::json;
-
-fn kafkube() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kafkube"));
-    c.env("RUST_LOG", "warn")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("DATABASE_URL")
-        .env_remove("LOG_DATABASE_URL");
-    c
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-/// Kills the child on drop so a failing test leaves no process behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn scalar(db: &Db, sql: &str) -> i64 {
-    let (n,): (i64,) = on_db!(db, p => sqlx::query_as(sql).fetch_one(p).await).unwrap();
-    n
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
@@ -192,7 +163,7 @@ async fn a_logger_replica_killed_mid_stream_loses_and_duplicates_nothing() {
         Guard(
             kafkube()
                 .args(["serve", "event-logger"])
-                .env("KAFKA_BROKERS", kafka.brokers())
+                .envs(kafka.client_env())
                 .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
                 .env("LOG_DATABASE_URL", &db.url)
                 .env("MAHASISWA_TOPIC", &topic)
@@ -288,7 +259,7 @@ async fn a_hash_processor_killed_mid_load_never_yields_a_wrong_hash() {
     let service = |what: &str| {
         let mut c = kafkube();
         c.args(["serve", what])
-            .env("KAFKA_BROKERS", kafka.brokers())
+            .envs(kafka.client_env())
             .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("KAFKA_REQUEST_TOPIC", &requests)
             .env("KAFKA_RESPONSE_TOPIC", &responses)

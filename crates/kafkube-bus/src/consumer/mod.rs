@@ -24,6 +24,7 @@
 mod context;
 mod dead_letter;
 mod handler;
+mod lag;
 pub mod layers;
 mod record;
 mod runner;

@@ -16,7 +16,7 @@ use crate::{ConsumerSettings, Handler, KafkaConfig, Outgoing, Producer, Record, 
 
 /// Runs one [`Handler`] in one consumer group.
 pub struct ConsumerRunner<H> {
-    consumer: StreamConsumer<RunnerContext>,
+    consumer: Arc<StreamConsumer<RunnerContext>>,
     producer: Producer,
     settings: ConsumerSettings,
     handler: Arc<H>,
@@ -41,7 +41,7 @@ impl<H: Handler> ConsumerRunner<H> {
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             producer,
             settings,
             handler: Arc::new(handler),
@@ -86,6 +86,8 @@ impl<H: Handler> ConsumerRunner<H> {
         ));
         let drain_signal = drain.clone().unwrap_or_default();
         let mut draining = false;
+        // Offsets and lag for `/metrics`, also while the handler waits (a database outage).
+        let _lag = super::lag::LagReporter::spawn(self.consumer.clone(), group.clone());
         loop {
             let next = tokio::select! {
                 biased;

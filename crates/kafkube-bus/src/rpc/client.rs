@@ -153,14 +153,15 @@ impl RpcClient {
                 .headers
                 .insert(Header::TRACEPARENT, crate::headers::new_traceparent());
         }
-        // A request that arrives while this replica joins its reply group (start-up, a rebalance)
-        // waits for a reply partition, up to START_WAIT within its own timeout, rather than
-        // being refused.
-        let partition = inner
-            .routes
-            .pick_or_wait(deadline.min(Instant::now() + START_WAIT))
-            .await
-            .ok_or_else(|| RpcError::NoRoute(inner.reply_topic.clone()))?;
+        // A request that arrives while this replica joins its reply group (start-up, a rebalance,
+        // a group coordinator that died) waits for a reply partition, up to START_WAIT within its
+        // own timeout, rather than being refused. One whose own time ran out meanwhile timed out.
+        let wait_until = Instant::now() + START_WAIT;
+        let partition = match inner.routes.pick_or_wait(deadline.min(wait_until)).await {
+            Some(p) => p,
+            None if deadline <= wait_until => return Err(RpcError::Timeout(timeout)),
+            None => return Err(RpcError::NoRoute(inner.reply_topic.clone())),
+        };
         // Registered as waiting on `partition` right after picking it (no await in between): a
         // rebalance that takes the partition away keeps reading it for this request (handover).
         let (tx, rx) = oneshot::channel();

@@ -14,7 +14,7 @@ pub struct LoadCmd {
 #[derive(Subcommand, Debug)]
 pub enum Target {
     /// The log aggregator's publisher simulator: batches with repeats, then checks the counts.
-    Aggregator(LoadArgs),
+    Aggregator(Box<LoadArgs>),
     /// The hash gateway: random data over many connections, every hash checked locally.
     Hash(kafkube_hash::load::LoadArgs),
 }
