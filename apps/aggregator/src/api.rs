@@ -141,8 +141,20 @@ impl Service<AggregatorArgs> for AggregatorService {
     async fn start(&self, args: &AggregatorArgs, ctx: &Context) -> anyhow::Result<Running> {
         let db = ctx.open_db(&args.database_url, &[crate::migrations()]).await?;
         let topics: Vec<&str> = args.kafka_topics.iter().map(String::as_str).collect();
-        let settings = ConsumerSettings::new(&args.group, &topics).max_batch(args.batch);
-        let consumer = ctx.consumer(settings, IngestHandler::new(db.clone(), args.max_events))?;
+        let handler = std::sync::Arc::new(IngestHandler::new(db.clone(), args.max_events));
+        let mut consumers = Vec::new();
+        for i in 0..args.consumers.max(1) {
+            let mut settings = ConsumerSettings::new(&args.group, &topics).max_batch(args.batch);
+            if i > 0 {
+                let name = format!("{}-{i}", settings.instance);
+                settings = settings.instance(name);
+            }
+            consumers.push(ctx.run_consumer(ctx.consumer(settings, handler.clone())?));
+        }
+        let consumers = async move {
+            futures::future::try_join_all(consumers).await?;
+            Ok::<(), anyhow::Error>(())
+        };
         let state = AppState::new(db.clone(), args.writers, args.max_events);
         let readiness = ctx.readiness().database("database", db);
         let body_limit = args.max_body_mib.max(1) << 20;
@@ -163,6 +175,6 @@ impl Service<AggregatorArgs> for AggregatorService {
                 args.kafka_topics.join(",")
             ))
             .intake(ctx.serve(server, router))
-            .consumer(ctx.run_consumer(consumer)))
+            .consumer(consumers))
     }
 }

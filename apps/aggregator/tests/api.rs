@@ -280,12 +280,18 @@ async fn dedup_and_counters_survive_a_restart(backend: Backend) {
 
 /// The whole service on a free port, ingesting `topic`; returns its base URL.
 async fn start(kafka: &TestKafka, t: &TestDb, topic: &str) -> (String, Spawned) {
+    start_with(kafka, t, topic, 1).await
+}
+
+/// [`start`] with `consumers` Kafka ingest consumers in the process.
+async fn start_with(kafka: &TestKafka, t: &TestDb, topic: &str, consumers: usize) -> (String, Spawned) {
     let args = AggregatorArgs {
         port: 0,
         host: [127, 0, 0, 1].into(),
         database_url: t.url.parse().unwrap(),
         kafka_topics: vec![topic.to_owned()],
         group: kafkube_testkit::unique("aggregator"),
+        consumers,
         ..AggregatorArgs::defaults()
     };
     let svc = spawn(AggregatorService, args, &kafka.config()).await.unwrap();
@@ -374,12 +380,13 @@ async fn the_load_generator_ends_at_the_exact_counts(backend: Backend) {
     svc.stop().await;
 }
 
-/// `load aggregator --via kafka`: the events as records on the ingest topic, counted exactly.
+/// `load aggregator --via kafka`: the events as records on the ingest topic, counted exactly,
+/// with two ingest consumers in the process (each takes one of the two partitions).
 async fn the_load_generator_through_kafka_ends_at_the_exact_counts(backend: Backend) {
     let kafka = TestKafka::start();
     let t = TestDb::new(backend).await;
     let topic = kafka.topic("logs", 2).await;
-    let (url, svc) = start(&kafka, &t, &topic).await;
+    let (url, svc) = start_with(&kafka, &t, &topic, 2).await;
     let load = kafkube_aggregator::load::LoadArgs {
         url,
         count: 3000,
