@@ -167,6 +167,32 @@ impl KafkaSecurityArgs {
             || self.cert.is_some()
     }
 
+    /// The same options as the environment variables a `kafkube` child process reads.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        [
+            (
+                "KAFKA_SECURITY_PROTOCOL",
+                self.protocol.map(|p| p.as_librdkafka().to_owned()),
+            ),
+            (
+                "KAFKA_SASL_MECHANISM",
+                self.sasl_mechanism.map(|m| m.as_librdkafka().to_owned()),
+            ),
+            ("KAFKA_SASL_USERNAME", self.sasl_username.clone()),
+            (
+                "KAFKA_SASL_PASSWORD",
+                self.sasl_password.as_ref().map(|p| p.expose_secret().to_owned()),
+            ),
+            ("KAFKA_SSL_CA_LOCATION", path(&self.ca)),
+            ("KAFKA_SSL_CERTIFICATE_LOCATION", path(&self.cert)),
+            ("KAFKA_SSL_KEY_LOCATION", path(&self.key)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
+    }
+
     /// Checks that the options fit together and that the files exist, and returns the
     /// librdkafka properties (the password separately, to keep it out of logs).
     fn resolve(&self) -> Result<(BTreeMap<String, String>, Option<SecretString>)> {
@@ -501,6 +527,14 @@ mod tests {
             assert!(c.get("ssl.ca.location").is_some_and(|p| p.ends_with("ca.pem")));
         }
         assert!(cfg.is_secured());
+        // A child process gets the same options through its environment.
+        let env = args.security.env();
+        assert!(env.contains(&("KAFKA_SECURITY_PROTOCOL", "sasl_ssl".into())), "{env:?}");
+        assert!(
+            env.contains(&("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256".into())),
+            "{env:?}"
+        );
+        assert!(env.contains(&("KAFKA_SASL_PASSWORD", "s3cret-pw".into())), "{env:?}");
         let shown = format!("{cfg:?} {args:?}");
         assert!(!shown.contains("s3cret-pw"), "{shown}");
         // A password given through KAFKA_OPTIONS is masked too.

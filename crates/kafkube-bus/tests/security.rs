@@ -7,47 +7,32 @@
 
 use std::time::{Duration, Instant};
 
-use kafkube_bus::{KafkaArgs, KafkaConfig, KafkaSecurityArgs, Probe, SaslMechanism, SecurityProtocol, probe};
+use kafkube_bus::{KafkaArgs, KafkaConfig, Probe, probe};
+use kafkube_testkit::TestKafka;
 use secrecy::SecretString;
 
-/// The SASL_SSL listener's settings, or `None` (skipped) outside the SASL_SSL leg.
-fn secured() -> Option<(String, KafkaSecurityArgs, String)> {
-    let var = |n: &str| std::env::var(format!("KAFKUBE_TEST_KAFKA_{n}")).ok();
-    if !var("SECURITY_PROTOCOL").is_some_and(|p| p.eq_ignore_ascii_case("sasl_ssl")) {
+/// The SASL_SSL listener's options (as the test suite gives them, through `TestKafka`) and the
+/// path of a CA that signed nothing there; `None` (skipped) outside the SASL_SSL leg.
+fn secured() -> Option<(KafkaArgs, String)> {
+    let sasl_ssl =
+        std::env::var("KAFKUBE_TEST_KAFKA_SECURITY_PROTOCOL").is_ok_and(|p| p.eq_ignore_ascii_case("sasl_ssl"));
+    let (true, Ok(other_ca)) = (sasl_ssl, std::env::var("KAFKUBE_TEST_KAFKA_OTHER_CA")) else {
         eprintln!("skipped: needs the SASL_SSL leg (KAFKUBE_TEST_KAFKA_SECURITY_PROTOCOL=sasl_ssl)");
         return None;
-    }
-    let security = KafkaSecurityArgs {
-        protocol: Some(SecurityProtocol::SaslSsl),
-        sasl_mechanism: Some(SaslMechanism::ScramSha512),
-        sasl_username: var("SASL_USERNAME"),
-        sasl_password: var("SASL_PASSWORD").map(SecretString::from),
-        ca: var("CA").map(Into::into),
-        ..KafkaSecurityArgs::default()
     };
-    Some((var("BROKERS").unwrap(), security, var("OTHER_CA").unwrap()))
+    Some((TestKafka::start().args(), other_ca))
 }
 
-fn config(brokers: &str, security: KafkaSecurityArgs) -> KafkaConfig {
-    let args = KafkaArgs {
-        brokers: Some(brokers.into()),
-        timeout_secs: 10,
-        session_timeout_ms: 6000,
-        options: Vec::new(),
-        security,
-    };
-    KafkaConfig::from_args(&args, brokers).unwrap()
+fn config(args: &KafkaArgs) -> KafkaConfig {
+    KafkaConfig::from_args(args, args.brokers.clone().unwrap()).unwrap()
 }
 
 #[tokio::test]
 async fn the_right_credentials_connect() {
-    let Some((brokers, security, _)) = secured() else {
+    let Some((args, _)) = secured() else {
         return;
     };
-    match probe(&config(&brokers, security), Duration::from_secs(20))
-        .await
-        .unwrap()
-    {
+    match probe(&config(&args), Duration::from_secs(20)).await.unwrap() {
         Probe::Topics(_) => {}
         Probe::Unreachable(why) => panic!("could not connect with the right credentials: {why}"),
     }
@@ -55,12 +40,12 @@ async fn the_right_credentials_connect() {
 
 #[tokio::test]
 async fn a_wrong_password_is_one_clear_error_without_the_password() {
-    let Some((brokers, mut security, _)) = secured() else {
+    let Some((mut args, _)) = secured() else {
         return;
     };
-    security.sasl_password = Some(SecretString::from("not-the-password-42".to_owned()));
+    args.security.sasl_password = Some(SecretString::from("not-the-password-42".to_owned()));
     let started = Instant::now();
-    let err = probe(&config(&brokers, security), Duration::from_secs(20))
+    let err = probe(&config(&args), Duration::from_secs(20))
         .await
         .expect_err("a wrong password must fail")
         .to_string();
@@ -77,12 +62,12 @@ async fn a_wrong_password_is_one_clear_error_without_the_password() {
 
 #[tokio::test]
 async fn an_untrusted_broker_certificate_is_one_clear_error() {
-    let Some((brokers, mut security, other_ca)) = secured() else {
+    let Some((mut args, other_ca)) = secured() else {
         return;
     };
-    security.ca = Some(other_ca.into());
+    args.security.ca = Some(other_ca.into());
     let started = Instant::now();
-    let err = probe(&config(&brokers, security), Duration::from_secs(20))
+    let err = probe(&config(&args), Duration::from_secs(20))
         .await
         .expect_err("a certificate from an untrusted CA must fail")
         .to_string();

@@ -22,9 +22,7 @@ use crate::unique;
 pub struct TestKafka {
     config: KafkaConfig,
     embedded: Option<Arc<EmbeddedBrokerGuard>>,
-    /// The security options as a child process takes them (`KAFKA_SECURITY_PROTOCOL`, ...).
-    security_env: Vec<(&'static str, String)>,
-    /// The same as Kafkube's command-line options.
+    /// Kafkube's security options for this broker (none for the embedded one).
     security: KafkaSecurityArgs,
 }
 
@@ -34,51 +32,34 @@ fn test_env(name: &str) -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-/// Kafkube's security options from `KAFKUBE_TEST_KAFKA_*`, and the same as a child process's
-/// environment.
-fn security_from_env() -> (KafkaSecurityArgs, Vec<(&'static str, String)>) {
-    let mut args = KafkaSecurityArgs::default();
-    let mut env = Vec::new();
-    if let Some(p) = test_env("SECURITY_PROTOCOL") {
-        args.protocol = Some(SecurityProtocol::from_str(&p, true).expect("KAFKUBE_TEST_KAFKA_SECURITY_PROTOCOL"));
-        env.push(("KAFKA_SECURITY_PROTOCOL", p));
+/// Kafkube's security options from `KAFKUBE_TEST_KAFKA_*`.
+fn security_from_env() -> KafkaSecurityArgs {
+    KafkaSecurityArgs {
+        protocol: test_env("SECURITY_PROTOCOL")
+            .map(|p| SecurityProtocol::from_str(&p, true).expect("KAFKUBE_TEST_KAFKA_SECURITY_PROTOCOL")),
+        sasl_mechanism: test_env("SASL_MECHANISM")
+            .map(|m| SaslMechanism::from_str(&m, true).expect("KAFKUBE_TEST_KAFKA_SASL_MECHANISM")),
+        sasl_username: test_env("SASL_USERNAME"),
+        sasl_password: test_env("SASL_PASSWORD").map(secrecy::SecretString::from),
+        ca: test_env("CA").map(Into::into),
+        ..KafkaSecurityArgs::default()
     }
-    if let Some(m) = test_env("SASL_MECHANISM") {
-        args.sasl_mechanism = Some(SaslMechanism::from_str(&m, true).expect("KAFKUBE_TEST_KAFKA_SASL_MECHANISM"));
-        env.push(("KAFKA_SASL_MECHANISM", m));
-    }
-    if let Some(u) = test_env("SASL_USERNAME") {
-        args.sasl_username = Some(u.clone());
-        env.push(("KAFKA_SASL_USERNAME", u));
-    }
-    if let Some(p) = test_env("SASL_PASSWORD") {
-        args.sasl_password = Some(secrecy::SecretString::from(p.clone()));
-        env.push(("KAFKA_SASL_PASSWORD", p));
-    }
-    if let Some(ca) = test_env("CA") {
-        args.ca = Some(ca.clone().into());
-        env.push(("KAFKA_SSL_CA_LOCATION", ca));
-    }
-    (args, env)
 }
 
 impl TestKafka {
     /// A real cluster from `KAFKUBE_TEST_KAFKA_BROKERS` (with the security options of
     /// `KAFKUBE_TEST_KAFKA_*`), or a fresh embedded broker.
     pub fn start() -> Self {
-        let mut security_env = Vec::new();
-        let mut security_args = KafkaSecurityArgs::default();
+        let mut security = KafkaSecurityArgs::default();
         let (config, embedded) = match std::env::var("KAFKUBE_TEST_KAFKA_BROKERS") {
             Ok(b) if !b.trim().is_empty() => {
-                let (security, env) = security_from_env();
-                security_env = env;
-                security_args = security.clone();
+                security = security_from_env();
                 let args = KafkaArgs {
                     brokers: Some(b.clone()),
                     timeout_secs: 10,
                     session_timeout_ms: 6000,
                     options: Vec::new(),
-                    security,
+                    security: security.clone(),
                 };
                 let config = KafkaConfig::from_args(&args, b).expect("KAFKUBE_TEST_KAFKA_* settings");
                 (config, None)
@@ -94,8 +75,7 @@ impl TestKafka {
         Self {
             config,
             embedded,
-            security_env,
-            security: security_args,
+            security,
         }
     }
 
@@ -114,7 +94,7 @@ impl TestKafka {
     /// and the security options.
     pub fn client_env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![("KAFKA_BROKERS", self.config.brokers.clone())];
-        env.extend(self.security_env.iter().cloned());
+        env.extend(self.security.env());
         env
     }
 
