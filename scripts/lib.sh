@@ -210,6 +210,13 @@ drop_stale_test_databases() {
     [ -n "$db" ] || continue
     psql -w -q "$url" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
   done < <(psql -w -At "$url" -c "SELECT datname FROM pg_database WHERE datname LIKE 'kt\_%'" 2>/dev/null || true)
+  # The same on the test MariaDB started by scripts/mariadb.
+  if [ -z "${KAFKUBE_TEST_MYSQL_URL:-}" ] || [ "$KAFKUBE_TEST_MYSQL_URL" = "$(bash scripts/mariadb url)" ]; then
+    while read -r db; do
+      [ -n "$db" ] || continue
+      bash scripts/mariadb sql -e "DROP DATABASE IF EXISTS \`$db\`" >/dev/null 2>&1 || true
+    done < <(bash scripts/mariadb sql -N -e "SHOW DATABASES LIKE 'kt\\_%'" 2>/dev/null || true)
+  fi
 }
 
 # Java 17+ and Maven, which scripts/kafka needs to fetch and run Apache Kafka. Installs Debian's
@@ -228,4 +235,29 @@ ensure_java_maven() {
   warn "real Kafka needs ${missing[*]} (Java 17+ to run it, Maven to fetch it from Maven Central);" \
     "install them (sudo apt-get install -y ${missing[*]}) or set KAFKA_HOME to an unpacked Kafka"
   return 1
+}
+
+# A private MariaDB for the ETL tests: its own data directory (target/mariadb), its own port
+# (KAFKUBE_TEST_MARIADB_PORT, default 23306) and socket, the binary log on in ROW format (what
+# the CDC service reads), a user kafkube/kafkube with every privilege. Exports
+# KAFKUBE_TEST_MYSQL_URL (mysql://kafkube:kafkube@127.0.0.1:PORT) for the tests. With
+# KAFKUBE_TEST_MYSQL_URL already set, that server is used as it is (only checked).
+# Installs mariadb-server when missing (root only). Stop it with: scripts/mariadb stop
+ensure_mariadb() {
+  if [ -n "${KAFKUBE_TEST_MYSQL_URL:-}" ]; then
+    log "using MariaDB/MySQL at \$KAFKUBE_TEST_MYSQL_URL"
+    export KAFKUBE_TEST_MYSQL_URL
+    return 0
+  fi
+  if ! command -v mariadbd >/dev/null 2>&1 && ! [ -x /usr/sbin/mariadbd ]; then
+    if skip_provision || ! is_root; then
+      warn "no MariaDB server (mariadbd) installed; the ETL tests that need it will fail." \
+        "Install it with: sudo apt-get install -y mariadb-server mariadb-client"
+      return 0
+    fi
+    ensure_apt_packages mariadb-server mariadb-client
+  fi
+  bash scripts/mariadb start >&2 || die "MariaDB did not start; see target/mariadb/error.log"
+  KAFKUBE_TEST_MYSQL_URL=$(bash scripts/mariadb url)
+  export KAFKUBE_TEST_MYSQL_URL
 }

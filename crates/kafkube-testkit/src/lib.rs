@@ -6,6 +6,8 @@
 //!   that need to take the broker down are then skipped, saying so).
 //! - PostgreSQL: `KAFKUBE_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
 //!   on which each test creates a database of its own. `scripts/test` makes sure it answers.
+//! - MySQL/MariaDB: `KAFKUBE_TEST_MYSQL_URL` (default `mysql://kafkube:kafkube@127.0.0.1:23306`, the
+//!   private MariaDB `scripts/test` starts with `scripts/mariadb`), a database per test.
 //! - SQLite: a file in a fresh temporary directory.
 //!
 //! No test is skipped for want of PostgreSQL: a missing server is a failure that says what to do.
@@ -18,6 +20,7 @@
 mod db;
 mod http;
 mod kafka;
+mod mysql;
 mod service;
 
 use std::time::{Duration, Instant};
@@ -26,6 +29,7 @@ pub use db::{TestDb, postgres_url};
 pub use http::{get_json, get_text, post_json};
 pub use kafka::{ReadRecord, TestKafka};
 pub use kafkube_store::Backend;
+pub use mysql::{TestMySql, mysql_url};
 pub use service::{Spawned, spawn};
 
 /// A name no other test uses.

@@ -7,6 +7,7 @@ pub static APPS: &[&dyn AppEntry] = &[
     &kafkube_students::Students,
     &kafkube_aggregator::Aggregator,
     &kafkube_hash::Hash,
+    &kafkube_etl::Etl,
 ];
 
 /// `--help` text listing every app and its services.

@@ -1,0 +1,61 @@
+//! The ETL app (seed `002`, "PemateriKafka"): the seed's Python transform and MySQL sink, in Rust.
+//!
+//! - [`transform`]: group `etl-workers` on `raw_orders` → `enriched_orders`: plain orders or
+//!   Maxwell change records, enriched with `flag`, `sync_at`, an exact `total_value` and an `id`;
+//!   a schema guard sends bad records to `raw_orders.dlq`.
+//! - [`sink`]: group `sink-mysql-workers` on `enriched_orders` → table `orders` in MySQL/MariaDB,
+//!   PostgreSQL or SQLite, one upsert per batch, offsets after the commit, older changes never
+//!   overwrite newer ones, a delete deletes.
+//! - [`order`]: the record formats and the enrichment, shared by both.
+
+pub mod config;
+pub mod order;
+pub mod sink;
+pub mod transform;
+
+pub use config::EtlArgs;
+pub use sink::Sink;
+pub use transform::Transform;
+
+use kafkube_bus::TopicSpec;
+use kafkube_runtime::{App, Database, Service};
+
+/// The ETL app, as the binary lists it.
+pub struct Etl;
+
+impl App for Etl {
+    type Args = EtlArgs;
+
+    fn name(&self) -> &'static str {
+        "etl"
+    }
+
+    fn about(&self) -> &'static str {
+        "ETL pipeline: transform raw_orders → enriched_orders, sink → orders in MySQL/PostgreSQL/SQLite (seed 002)"
+    }
+
+    fn topics(&self, args: &EtlArgs) -> Vec<TopicSpec> {
+        topics(args)
+    }
+
+    /// The sink creates its own table (its name is an option), so there is nothing to migrate.
+    fn databases(&self, _: &EtlArgs) -> Vec<Database> {
+        Vec::new()
+    }
+
+    fn services(&self) -> Vec<Box<dyn Service<EtlArgs>>> {
+        vec![Box::new(Transform), Box::new(Sink)]
+    }
+}
+
+/// The topics the app needs: each source with its dead-letter topic, the target and the sink's.
+pub fn topics(args: &EtlArgs) -> Vec<TopicSpec> {
+    let mut topics = Vec::new();
+    let sink = args.sink_topic();
+    for t in args.source_topics.iter().chain([&args.target_topic, &sink]) {
+        if !topics.iter().any(|s: &TopicSpec| &s.name == t) {
+            topics.extend(TopicSpec::with_dlq(t.clone(), args.partitions));
+        }
+    }
+    topics
+}
