@@ -2,10 +2,12 @@
 //! variable names where the seed has them (`SOURCE_TOPIC`, `TARGET_TOPIC`, `ETL_GROUP_ID`,
 //! `SINK_GROUP_ID`, `MYSQL_*`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use clap::Args;
+use kafkube_store::DatabaseUrl;
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Args, Clone, Debug)]
@@ -68,6 +70,183 @@ pub struct EtlArgs {
 
     #[command(flatten)]
     pub sink: SinkDbArgs,
+
+    #[command(flatten)]
+    pub cdc: CdcArgs,
+}
+
+/// The CDC service's options: Maxwell's names with a `CDC_` prefix, or Maxwell's own
+/// `config.properties` (`--maxwell-config`); a flag or variable wins over the file.
+#[derive(Args, Clone, Debug)]
+pub struct CdcArgs {
+    /// The source server, read as a replica: `mysql://USER:PASSWORD@HOST:PORT` (MySQL 8 or
+    /// MariaDB 10.11; the user needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT). Without
+    /// it (and without a Maxwell config naming one) `etl-cdc` is off.
+    #[arg(id = "cdc-mysql-url", long = "cdc-mysql-url", env = "CDC_MYSQL_URL")]
+    pub mysql_url: Option<SinkUrl>,
+
+    /// Maxwell's `config.properties`: replication_host/port/user/password (or host/…), filter,
+    /// kafka_topic, ddl_kafka_topic, producer_partition_by, output_binlog_position,
+    /// replica_server_id, client_id.
+    #[arg(
+        id = "maxwell-config",
+        long = "maxwell-config",
+        env = "CDC_MAXWELL_CONFIG",
+        value_name = "FILE"
+    )]
+    pub maxwell_config: Option<std::path::PathBuf>,
+
+    /// Which tables: Maxwell's filter, e.g. `exclude: *.*, include: app_producer.*`.
+    #[arg(id = "cdc-filter", long = "cdc-filter", env = "CDC_FILTER")]
+    pub filter: Option<String>,
+
+    /// Topic of a change; `%{database}` and `%{table}` are replaced (Maxwell's kafka_topic).
+    /// Default `raw_orders`, the transform's input.
+    #[arg(id = "cdc-kafka-topic", long = "cdc-kafka-topic", env = "CDC_KAFKA_TOPIC")]
+    pub kafka_topic: Option<String>,
+
+    /// Topic for schema changes (DDL statements), off by default (Maxwell's ddl_kafka_topic).
+    #[arg(
+        id = "cdc-ddl-kafka-topic",
+        long = "cdc-ddl-kafka-topic",
+        env = "CDC_DDL_KAFKA_TOPIC"
+    )]
+    pub ddl_kafka_topic: Option<String>,
+
+    /// How records are keyed: `primary_key` (Maxwell's producer_partition_by; the only choice).
+    #[arg(
+        id = "cdc-producer-partition-by",
+        long = "cdc-producer-partition-by",
+        env = "CDC_PRODUCER_PARTITION_BY"
+    )]
+    pub producer_partition_by: Option<String>,
+
+    /// Add `position` (binlog FILE:OFFSET) to each record (Maxwell's output_binlog_position).
+    #[arg(
+        id = "cdc-output-binlog-position",
+        long = "cdc-output-binlog-position",
+        env = "CDC_OUTPUT_BINLOG_POSITION"
+    )]
+    pub output_binlog_position: Option<bool>,
+
+    /// Server id this replica registers with; unique among the source's replicas.
+    #[arg(id = "cdc-server-id", long = "cdc-server-id", env = "CDC_SERVER_ID")]
+    pub server_id: Option<u32>,
+
+    /// Name under which the binlog position is stored (one per source server).
+    #[arg(id = "cdc-client-id", long = "cdc-client-id", env = "CDC_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// Where the binlog position is stored: `sqlite:PATH` or `postgres://…`.
+    #[arg(
+        id = "cdc-state-url",
+        long = "cdc-state-url",
+        env = "CDC_STATE_URL",
+        default_value = "sqlite:data/etl-cdc.db"
+    )]
+    pub state_url: DatabaseUrl,
+
+    /// Largest number of changes published before their acknowledgement is awaited.
+    #[arg(id = "cdc-batch", long = "cdc-batch", env = "CDC_BATCH", default_value_t = 5000)]
+    pub batch: usize,
+}
+
+/// [`CdcArgs`] with the Maxwell file merged in and the defaults applied.
+#[derive(Clone, Debug)]
+pub struct CdcResolved {
+    pub mysql_url: Option<SinkUrl>,
+    pub filter: Option<String>,
+    pub kafka_topic: String,
+    pub ddl_kafka_topic: Option<String>,
+    pub output_binlog_position: bool,
+    pub server_id: u32,
+    pub client_id: String,
+    pub state_url: DatabaseUrl,
+    pub batch: usize,
+}
+
+impl CdcArgs {
+    /// Merges `--maxwell-config` under the flags and variables, and checks the result.
+    pub fn resolved(&self) -> anyhow::Result<CdcResolved> {
+        let file = match &self.maxwell_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--maxwell-config {}: {e}", path.display()))?;
+                properties(&text)
+            }
+            None => BTreeMap::new(),
+        };
+        let get = |k: &str| file.get(k).cloned();
+        let file_url = {
+            let host = get("replication_host").or_else(|| get("host"));
+            host.map(|host| {
+                let r = |k: &str| get(&format!("replication_{k}")).or_else(|| get(k));
+                let user = r("user").unwrap_or_else(|| "root".into());
+                let password = r("password").map(|p| format!(":{}", percent(&p))).unwrap_or_default();
+                let port = r("port").unwrap_or_else(|| "3306".into());
+                SinkUrl::new(&format!("mysql://{}{password}@{host}:{port}", percent(&user)))
+            })
+        };
+        let mysql_url = self.mysql_url.clone().or(file_url);
+        if let Some(u) = &mysql_url {
+            anyhow::ensure!(
+                u.backend() == SinkBackend::MySql,
+                "CDC_MYSQL_URL {u}: the CDC source must be mysql://USER:PASSWORD@HOST:PORT"
+            );
+        }
+        let partition_by = self
+            .producer_partition_by
+            .clone()
+            .or_else(|| get("producer_partition_by"));
+        if let Some(p) = partition_by.filter(|p| p != "primary_key") {
+            anyhow::bail!(
+                "producer_partition_by={p}: only primary_key is supported (records are keyed by primary key)"
+            );
+        }
+        let output_binlog_position = match self.output_binlog_position {
+            Some(b) => b,
+            None => get("output_binlog_position").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        };
+        let server_id = match self.server_id {
+            Some(id) => id,
+            None => get("replica_server_id")
+                .map(|s| {
+                    s.parse()
+                        .map_err(|_| anyhow::anyhow!("replica_server_id={s}: not a number"))
+                })
+                .transpose()?
+                .unwrap_or(6379),
+        };
+        Ok(CdcResolved {
+            mysql_url,
+            filter: self.filter.clone().or_else(|| get("filter")),
+            kafka_topic: self
+                .kafka_topic
+                .clone()
+                .or_else(|| get("kafka_topic"))
+                .unwrap_or_else(|| "raw_orders".into()),
+            ddl_kafka_topic: self.ddl_kafka_topic.clone().or_else(|| get("ddl_kafka_topic")),
+            output_binlog_position,
+            server_id,
+            client_id: self
+                .client_id
+                .clone()
+                .or_else(|| get("client_id"))
+                .unwrap_or_else(|| "kafkube".into()),
+            state_url: self.state_url.clone(),
+            batch: self.batch.max(1),
+        })
+    }
+}
+
+/// A Java `.properties` file's `key=value` lines (comments and blank lines skipped).
+fn properties(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| l.split_once(['=', ':']))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
 }
 
 /// Where the sink writes: `SINK_DATABASE_URL`, or the seed's `MYSQL_*` variables, or SQLite.
@@ -251,6 +430,48 @@ mod tests {
         assert_eq!(url.expose(), "mysql://root:r%40ot%3Apw@mysql_servers:3306/app_consumer");
         assert_eq!(url.to_string(), "mysql://root:***@mysql_servers:3306/app_consumer");
         assert_eq!(url.backend(), SinkBackend::MySql);
+    }
+
+    #[test]
+    fn reads_the_seeds_maxwell_config() {
+        let dir = tempfile_dir();
+        let path = dir.join("config.properties");
+        std::fs::write(
+            &path,
+            "# Maxwell\nhost=mysql_cdc\nuser=root\npassword=root\nreplication_host=mysql_servers\n\
+             replication_port=3306\nreplication_user=root\nreplication_password=root\nproducer=kafka\n\
+             kafka_topic=app_producer.%{database}.%{table}\nddl_kafka_topic=maxwell_ddl_producer\n\
+             producer_partition_by=primary_key\noutput_binlog_position=true\n\
+             filter=exclude: mysql.*, include: app_producer.*\n",
+        )
+        .unwrap_or_default();
+        let mut a = EtlArgs::defaults();
+        a.cdc.maxwell_config = Some(path);
+        let r = a.cdc.resolved().map_err(|e| e.to_string());
+        let r = r.as_ref().expect("resolves");
+        assert_eq!(
+            r.mysql_url.as_ref().map(|u| u.expose().to_owned()).as_deref(),
+            Some("mysql://root:root@mysql_servers:3306")
+        );
+        assert_eq!(r.kafka_topic, "app_producer.%{database}.%{table}");
+        assert_eq!(r.ddl_kafka_topic.as_deref(), Some("maxwell_ddl_producer"));
+        assert!(r.output_binlog_position);
+        assert_eq!(r.filter.as_deref(), Some("exclude: mysql.*, include: app_producer.*"));
+        // A variable wins over the file.
+        a.cdc.kafka_topic = Some("raw_orders".into());
+        assert_eq!(
+            a.cdc.resolved().map(|r| r.kafka_topic).ok().as_deref(),
+            Some("raw_orders")
+        );
+        a.cdc.producer_partition_by = Some("table".into());
+        assert!(a.cdc.resolved().is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("kafkube-etl-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&d).unwrap_or_default();
+        d
     }
 
     #[test]

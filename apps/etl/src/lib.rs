@@ -1,5 +1,7 @@
 //! The ETL app (seed `002`, "PemateriKafka"): the seed's Python transform and MySQL sink, in Rust.
 //!
+//! - [`cdc`]: reads a MySQL/MariaDB binlog as a replica and publishes each row change as
+//!   Maxwell's JSON (to `raw_orders` by default), storing its position after Kafka acknowledged.
 //! - [`transform`]: group `etl-workers` on `raw_orders` → `enriched_orders`: plain orders or
 //!   Maxwell change records, enriched with `flag`, `sync_at`, an exact `total_value` and an `id`;
 //!   a schema guard sends bad records to `raw_orders.dlq`.
@@ -8,11 +10,13 @@
 //!   overwrite newer ones, a delete deletes.
 //! - [`order`]: the record formats and the enrichment, shared by both.
 
+pub mod cdc;
 pub mod config;
 pub mod order;
 pub mod sink;
 pub mod transform;
 
+pub use cdc::CdcService;
 pub use config::EtlArgs;
 pub use sink::Sink;
 pub use transform::Transform;
@@ -38,13 +42,18 @@ impl App for Etl {
         topics(args)
     }
 
-    /// The sink creates its own table (its name is an option), so there is nothing to migrate.
-    fn databases(&self, _: &EtlArgs) -> Vec<Database> {
-        Vec::new()
+    /// The CDC's state database (its binlog position). The sink creates its own table (its name
+    /// is an option), so that is not a migration.
+    fn databases(&self, args: &EtlArgs) -> Vec<Database> {
+        vec![Database {
+            label: "etl-cdc state",
+            url: args.cdc.state_url.clone(),
+            migrations: vec![cdc::migrations()],
+        }]
     }
 
     fn services(&self) -> Vec<Box<dyn Service<EtlArgs>>> {
-        vec![Box::new(Transform), Box::new(Sink)]
+        vec![Box::new(CdcService), Box::new(Transform), Box::new(Sink)]
     }
 }
 
