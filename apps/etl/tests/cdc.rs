@@ -58,7 +58,7 @@ async fn maxwell_records_match_the_rows_with_their_types() {
     exec(&my, "UPDATE orders SET quantity = 4, note = 'x' WHERE id = 1").await;
     exec(&my, "DELETE FROM orders WHERE id = 1").await;
 
-    let recs = kafka.read_exact(&topic, 3, Duration::from_secs(30)).await;
+    let recs = kafka.read_exact(&topic, 3, Duration::from_secs(120)).await;
     assert_eq!(recs.len(), 3, "{recs:?}");
     let (ins, upd, del) = (recs[0].json(), recs[1].json(), recs[2].json());
     assert_eq!(ins["database"], my.name.as_str());
@@ -209,7 +209,7 @@ async fn cdc_to_sink_equals_source_through_a_kill_and_an_alter_table() {
     let db = SinkDb::connect(&sink_db.url.parse().unwrap(), &Default::default(), &Default::default())
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
     let mut got = Vec::new();
     while std::time::Instant::now() < deadline {
         got = db.rows("orders").await.unwrap_or_default();
@@ -229,4 +229,46 @@ async fn cdc_to_sink_equals_source_through_a_kill_and_an_alter_table() {
     for s in [cdc.take().unwrap(), transform, sink] {
         s.stop().await;
     }
+}
+
+/// The server drops the CDC's connection (as a restart does) mid-stream: it reconnects and
+/// resumes from its stored position; every change arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_resumes_when_the_server_drops_its_connection() {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("cdc", 1).await;
+    let my = TestMySql::new().await;
+    let state = TestDb::new(Backend::Sqlite).await;
+    // A login of its own, so that dropping its connections touches no other test.
+    let user = unique("ktu");
+    exec(&my, &format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")).await;
+    exec(
+        &my,
+        &format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO '{user}'@'%'"),
+    )
+    .await;
+    exec(&my, "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))").await;
+    let mut a = cdc_args(&my, &state, &topic);
+    let host = my.url.split('@').nth(1).unwrap().split('/').next().unwrap();
+    a.cdc.mysql_url = Some(format!("mysql://{user}:pw@{host}").parse().unwrap());
+    let cdc = spawn(CdcService, a, &kafka.config()).await.unwrap();
+    cdc.ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..300 {
+        exec(&my, &format!("INSERT INTO t VALUES ({i}, 'v{i}')")).await;
+        if i == 150 {
+            exec(&my, &format!("KILL CONNECTION USER '{user}'")).await;
+        }
+    }
+    let recs = kafka.read(&topic, 300, Duration::from_secs(180)).await;
+    let mut ids: Vec<i64> = recs.iter().map(|r| r.json()["data"]["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids,
+        (0..300).collect::<Vec<_>>(),
+        "every change arrives (duplicates allowed)"
+    );
+    cdc.stop().await;
+    exec(&my, &format!("DROP USER '{user}'@'%'")).await;
 }

@@ -346,7 +346,7 @@ async fn ten_thousand_mixed_changes_end_with_sink_equal_to_source(kind: Kind) {
     let (changes, expected) = mixed_changes(&raw, 10_000, 13);
     produce(&cfg, &changes).await;
     let db = target.db().await;
-    wait_for_rows(&db, &expected, Duration::from_secs(120)).await;
+    wait_for_rows(&db, &expected, Duration::from_secs(300)).await;
     no_dead_letters(&kafka, &[&raw, &enriched]).await;
     transform.stop().await;
     sink.stop().await;
@@ -381,7 +381,7 @@ async fn sink_loses_nothing_through_a_database_outage_and_a_kill() {
     let db = SinkDb::connect(&target, &Default::default(), &Default::default())
         .await
         .unwrap();
-    wait_for_rows(&db, &expected, Duration::from_secs(120)).await;
+    wait_for_rows(&db, &expected, Duration::from_secs(300)).await;
     no_dead_letters(&kafka, &[&raw, &enriched]).await;
     transform.stop().await;
     sink.stop().await;

@@ -38,6 +38,9 @@ pub fn migrations() -> Migrations {
     }
 }
 
+/// How long the binlog stream may stay silent (the server sends a heartbeat every second).
+const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A binlog position: file and offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
@@ -176,6 +179,9 @@ impl Reader {
                 now
             }
         };
+        // The server sends a heartbeat every second when it has nothing else; a stream silent for
+        // longer than HEARTBEAT_TIMEOUT is dead (a dropped network path) and is reopened.
+        conn.query_drop("SET @master_heartbeat_period = 1000000000").await?;
         let request = BinlogStreamRequest::new(self.args.server_id)
             .with_filename(start.file.as_bytes())
             .with_pos(start.offset);
@@ -198,7 +204,9 @@ impl Reader {
                 None => {
                     self.flush(&mut out, &committed, known_topics).await?;
                     tokio::select! {
-                        ev = stream.next() => ev,
+                        ev = tokio::time::timeout(HEARTBEAT_TIMEOUT, stream.next()) => ev.map_err(|_| {
+                            anyhow::anyhow!("no event or heartbeat from the server for {HEARTBEAT_TIMEOUT:?}")
+                        })?,
                         () = stop.cancelled() => {
                             self.flush(&mut out, &committed, known_topics).await?;
                             return Ok(());
@@ -424,9 +432,17 @@ fn clean_file_name(name: &str) -> String {
     }
 }
 
-/// A refused binlog request says which privilege is missing.
+/// A refused binlog request says what to do: grant a privilege, or move past a purged binlog.
 fn privilege_hint(e: anyhow::Error) -> anyhow::Error {
     let text = format!("{e:#}");
+    if text.contains("Could not find first log file") || text.contains("binary log is not open") {
+        return Fatal(format!(
+            "{text}: the stored binlog position is gone from the server (binlog purged or reset). Changes \
+             since then cannot be read; start over from the current position by deleting this client's row \
+             from etl_cdc_positions (CDC_STATE_URL), after re-syncing the sink"
+        ))
+        .into();
+    }
     if text.contains("REPLICATION SLAVE") || text.contains("REPLICATION REPLICA") || text.contains("1227") {
         Fatal(format!(
             "{text}: the CDC user needs replication privileges: GRANT REPLICATION SLAVE, REPLICATION CLIENT, \

@@ -1,0 +1,154 @@
+//! Throughput benchmarks of the ETL services (ignored by default; they print figures and assert
+//! only correctness). Run them on a quiet machine with `scripts/test`'s databases up:
+//!
+//! ```sh
+//! cargo test --release -p kafkube-etl --test bench -- --ignored --nocapture --test-threads=1
+//! ```
+//!
+//! `ETL_BENCH_ROWS` sets the number of rows (default 200,000).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use kafkube_bus::{Outgoing, Producer};
+use kafkube_etl::cdc::load_position;
+use kafkube_etl::{CdcService, EtlArgs, Sink};
+use kafkube_store::sqlx::{self, Executor};
+use kafkube_testkit::{Backend, TestDb, TestKafka, TestMySql, spawn, unique};
+
+fn rows() -> usize {
+    std::env::var("ETL_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
+
+async fn sink_throughput(url: &str, label: &str) {
+    let n = rows();
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("enriched_orders", 4).await;
+    let cfg = kafka.config();
+    let producer = Producer::new(&cfg).unwrap();
+    let records: Vec<Outgoing> = (0..n)
+        .map(|i| {
+            let id = format!("o-{i}");
+            let body = format!(
+                r#"{{"id":"{id}","order_id":"ORD-{i}","quantity":{},"unit_price":19.99,"total_value":{}.97,"processed_at":1700000000,"op":"upsert","version":{i}}}"#,
+                i % 7 + 1,
+                i % 50
+            );
+            Outgoing::new(&topic, Some(id), body)
+        })
+        .collect();
+    for chunk in records.chunks(10_000) {
+        for r in producer.send_all(chunk).await {
+            r.unwrap();
+        }
+    }
+    let mut a = EtlArgs::defaults();
+    a.sink_topic = Some(topic.clone());
+    a.sink_group = unique("sink");
+    a.sink.url = Some(url.parse().unwrap());
+    let started = Instant::now();
+    let sink = spawn(Sink, a, &cfg).await.unwrap();
+    let applied: Arc<AtomicU64> = sink.get();
+    while applied.load(Ordering::Relaxed) < n as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "sink too slow: {applied:?} of {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "etl-sink {label}: {n} rows in {secs:.2} s = {:.0} rows/s (from start, group join included)",
+        n as f64 / secs
+    );
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn sink_throughput_postgres() {
+    let db = TestDb::new(Backend::Postgres).await;
+    sink_throughput(&db.url, "PostgreSQL").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn sink_throughput_mariadb() {
+    let db = TestMySql::new().await;
+    sink_throughput(&db.url, "MariaDB").await;
+}
+
+/// Rows already in the binlog, read and published by a CDC started after them.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn cdc_throughput() {
+    let n = rows();
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("raw_orders", 4).await;
+    let cfg = kafka.config();
+    let my = TestMySql::new().await;
+    let state = TestDb::new(Backend::Sqlite).await;
+    my.pool
+        .execute(
+            "CREATE TABLE orders (id BIGINT PRIMARY KEY, order_id VARCHAR(32), quantity INT, \
+             unit_price DECIMAL(12,2), created DATETIME(6))",
+        )
+        .await
+        .unwrap();
+    let mut a = EtlArgs::defaults();
+    a.cdc.mysql_url = Some(my.url.parse().unwrap());
+    a.cdc.filter = Some(format!("exclude: *.*, include: {}.*", my.name));
+    a.cdc.kafka_topic = Some(topic.clone());
+    a.cdc.state_url = state.url.parse().unwrap();
+    a.cdc.client_id = Some(unique("cdc"));
+    a.cdc.server_id = Some(fastrand::u32(10_000..u32::MAX));
+    // A first run stores the current position, then stops.
+    let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
+    cdc.ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cdc.stop().await;
+    for start in (0..n).step_by(2000) {
+        let values: Vec<String> = (start..(start + 2000).min(n))
+            .map(|i| format!("({i}, 'ORD-{i}', {}, 19.99, NOW(6))", i % 9 + 1))
+            .collect();
+        sqlx::query(&format!("INSERT INTO orders VALUES {}", values.join(",")))
+            .execute(&my.pool)
+            .await
+            .unwrap();
+    }
+    let (file, end): (String, u64) = {
+        let row: (String, u64) = sqlx::query_as("SHOW MASTER STATUS")
+            .fetch_one(&my.pool)
+            .await
+            .unwrap_or_default();
+        row
+    };
+    let client = a.cdc.client_id.clone().unwrap();
+    let started = Instant::now();
+    let cdc = spawn(CdcService, a, &cfg).await.unwrap();
+    loop {
+        let p = load_position(&state.db, &client).await.unwrap();
+        if p.as_ref().is_some_and(|p| p.file == file && p.offset >= end) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "CDC too slow: at {p:?}, end {file}:{end}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "etl-cdc: {n} row changes from the binlog to Kafka in {secs:.2} s = {:.0} changes/s",
+        n as f64 / secs
+    );
+    cdc.stop().await;
+    let read = kafka.read(&topic, n, Duration::from_secs(120)).await;
+    assert_eq!(read.len(), n);
+}
