@@ -237,24 +237,26 @@ async fn run_kafka(
         }
     })
     .await;
-    // The aggregator may still be storing: wait for its counters (at most 2 minutes of no
-    // progress), with a progress bar of its own.
+    // The aggregator may still be storing: wait until it has counted every event and stored
+    // every distinct one (at most 2 minutes of no progress), with a progress bar of its own.
+    let expected_inserted = (args.count - dups) as i64;
+    let unique_before = before["unique_processed"].as_i64().unwrap_or(0);
     let bar = indicatif_bar(args.count, "stored");
-    let mut last = (received_before, std::time::Instant::now());
+    let mut last = ((received_before, unique_before), std::time::Instant::now());
     let after = loop {
         let now = stats(client, base).await?;
-        let received = now["received"].as_i64().unwrap_or(0);
-        bar.set_position(u64::try_from(received - received_before).unwrap_or(0));
-        if received - received_before >= args.count as i64 {
+        let received = now["received"].as_i64().unwrap_or(0) - received_before;
+        let unique = now["unique_processed"].as_i64().unwrap_or(0) - unique_before;
+        bar.set_position(u64::try_from(received).unwrap_or(0));
+        if received >= args.count as i64 && unique >= expected_inserted {
             break now;
         }
-        if received != last.0 {
-            last = (received, std::time::Instant::now());
+        if (received, unique) != last.0 {
+            last = ((received, unique), std::time::Instant::now());
         } else if last.1.elapsed() > std::time::Duration::from_secs(120) {
             bar.finish_and_clear();
             anyhow::bail!(
-                "the aggregator counted {} of {} events and has made no progress for 2 minutes: is it reading {}?",
-                received - received_before,
+                "the aggregator counted {received} of {} events ({unique} of {expected_inserted} distinct ones stored) and has made no progress for 2 minutes: is it reading {}?",
                 args.count,
                 args.kafka_topic
             );
@@ -264,7 +266,6 @@ async fn run_kafka(
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     let delta = |k: &str| after[k].as_i64().unwrap_or(0) - before[k].as_i64().unwrap_or(0);
-    let expected_inserted = (args.count - dups) as i64;
     let mut text = format!(
         "done       {} events through Kafka topic {} in {:.2}s: {:.0} events/s (first record sent to last one stored)\n",
         args.count,
@@ -291,6 +292,12 @@ async fn run_kafka(
             ok = false;
             text += &format!("MISMATCH {what}: expected {want}, got {got}\n");
         }
+    }
+    if delta("received") > args.count as i64 {
+        text += &format!(
+            "           {} records were delivered twice by Kafka (a rebalance or a restart before their offsets were committed); each event is still stored once\n",
+            delta("received") - args.count as i64
+        );
     }
     if ok {
         text += "check      /stats deltas match what was sent\n";

@@ -118,7 +118,7 @@ impl Processor {
 }
 
 async fn raw(method: reqwest::Method, url: &str, body: &'static str) -> (u16, serde_json::Value) {
-    let res = reqwest::Client::new()
+    let res = kafkube_testkit::http_client()
         .request(method, url)
         .header("content-type", "application/json")
         .body(body)

@@ -224,3 +224,83 @@ async fn a_drain_after_inheriting_partitions_from_a_stopped_member_ends() {
         .unwrap()
         .unwrap();
 }
+
+/// Records every (partition, offset) it handles, slowly, so that a rebalance lands while records
+/// of a revoked partition are already in the member's hands.
+#[derive(Default)]
+struct Tally {
+    seen: Mutex<Vec<(i32, i64)>>,
+}
+
+impl Handler for Tally {
+    async fn handle(&self, batch: &[Record]) -> Result<BatchOutput, HandlerError> {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|r| (r.partition, r.offset)));
+        Ok(BatchOutput::default())
+    }
+}
+
+/// A member joining mid-stream takes partitions over without a record being handled twice:
+/// records of a revoked partition that the old owner had read but not yet handled are left to
+/// the new owner, which reads them from the committed offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_mid_stream_hands_partitions_over_without_repeats() {
+    const N: usize = 30_000;
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("handover", 2).await;
+    let group = unique("g");
+    let producer = Producer::new(&kafka.config()).unwrap();
+    let msgs: Vec<Outgoing> = (0..N)
+        .map(|i| Outgoing::new(topic.as_str(), Some(format!("k{i}")), i.to_string()))
+        .collect();
+    for r in producer.send_all(&msgs).await {
+        r.unwrap();
+    }
+    let start = |instance: &str| {
+        let runner = ConsumerRunner::new(
+            &kafka.config(),
+            producer.clone(),
+            ConsumerSettings::new(group.as_str(), &[topic.as_str()])
+                .instance(instance)
+                .max_batch(100),
+            Tally::default(),
+        )
+        .unwrap();
+        let handler = runner.handler().clone();
+        let stop = Shutdown::new();
+        let task = tokio::spawn(runner.run(stop.clone()));
+        (handler, stop, task)
+    };
+    let (a, a_stop, a_task) = start("a");
+    let started = kafkube_testkit::eventually(Duration::from_secs(30), || {
+        let n = a.seen.lock().unwrap().len();
+        async move { (n >= 1_000).then_some(()) }
+    })
+    .await;
+    assert!(started.is_some(), "the first member consumes");
+    let (b, b_stop, b_task) = start("b");
+    let all = kafkube_testkit::eventually(Duration::from_secs(60), || {
+        let distinct: BTreeSet<(i32, i64)> = a
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .chain(b.seen.lock().unwrap().iter())
+            .copied()
+            .collect();
+        async move { (distinct.len() >= N).then_some(()) }
+    })
+    .await;
+    a_stop.trigger();
+    b_stop.trigger();
+    a_task.await.unwrap().unwrap();
+    b_task.await.unwrap().unwrap();
+    assert!(all.is_some(), "every record handled");
+    let (a, b) = (a.seen.lock().unwrap().clone(), b.seen.lock().unwrap().clone());
+    assert!(!b.is_empty(), "the second member took partitions over");
+    let handled = a.len() + b.len();
+    assert_eq!(handled, N, "{} records handled twice", handled - N);
+}

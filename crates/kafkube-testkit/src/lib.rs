@@ -26,7 +26,7 @@ mod service;
 use std::time::{Duration, Instant};
 
 pub use db::{TestDb, postgres_url};
-pub use http::{get_json, get_text, post_json};
+pub use http::{client as http_client, get_json, get_text, post_json};
 pub use kafka::{ReadRecord, TestKafka};
 pub use kafkube_store::Backend;
 pub use mysql::{TestMySql, mysql_url};

@@ -283,7 +283,7 @@ async fn a_hash_processor_killed_mid_load_never_yields_a_wrong_hash() {
     // The gateway listens once its topics are set up (about 6 s against another process's
     // embedded broker, which has no Admin API); until then connections are refused.
     eventually(Duration::from_secs(60), || async {
-        let res = reqwest::Client::new()
+        let res = kafkube_testkit::http_client()
             .post(url)
             .json(&json!({"data": "warm-up"}))
             .send()

@@ -107,8 +107,13 @@ rd_kafka_resp_err_t rd_kafka_mock_cgrp_classic_check_state(
                 break;
 
         case RD_KAFKA_MOCK_CGRP_STATE_JOINING:
+                /* As a real broker in PreparingRebalance: a member of the
+                 * current generation may still commit (the generation was
+                 * checked above), so that the offsets of the partitions it is
+                 * about to give up are not lost with the rebalance. */
                 if (ApiKey == RD_KAFKAP_JoinGroup ||
-                    ApiKey == RD_KAFKAP_LeaveGroup)
+                    ApiKey == RD_KAFKAP_LeaveGroup ||
+                    ApiKey == RD_KAFKAP_OffsetCommit)
                         return RD_KAFKA_RESP_ERR_NO_ERROR;
                 else
                         return RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
