@@ -73,6 +73,77 @@ pub struct EtlArgs {
 
     #[command(flatten)]
     pub cdc: CdcArgs,
+
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// The webhook sink's options (what the seed uses n8n for).
+#[derive(Args, Clone, Debug)]
+pub struct WebhookArgs {
+    /// Where `etl-webhook` POSTs the enriched orders, e.g. an n8n webhook
+    /// (`http://n8n:5678/webhook/orders`). Without it `etl-webhook` is off.
+    #[arg(
+        id = "webhook-url",
+        long = "webhook-url",
+        env = "WEBHOOK_URL",
+        value_name = "URL",
+        value_parser = parse_webhook_url
+    )]
+    pub url: Option<reqwest::Url>,
+
+    /// Records per POST: 1 sends each record as one JSON object, more sends a JSON array.
+    #[arg(
+        id = "webhook-batch",
+        long = "webhook-batch",
+        env = "WEBHOOK_BATCH",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub batch: u32,
+
+    /// POSTs in flight at once.
+    #[arg(
+        id = "webhook-concurrency",
+        long = "webhook-concurrency",
+        env = "WEBHOOK_CONCURRENCY",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
+    pub concurrency: u32,
+
+    /// How long one POST may take before it is retried.
+    #[arg(
+        id = "webhook-timeout-ms",
+        long = "webhook-timeout-ms",
+        env = "WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
+
+    /// Consumer group of the webhook sink.
+    #[arg(
+        id = "webhook-group",
+        long = "webhook-group",
+        env = "WEBHOOK_GROUP_ID",
+        default_value = "etl-webhook"
+    )]
+    pub group: String,
+
+    /// Topic the webhook sink reads. Default: the one the sink reads.
+    #[arg(id = "webhook-topic", long = "webhook-topic", env = "WEBHOOK_TOPIC")]
+    pub topic: Option<String>,
+
+    /// Value of the `Authorization` header of every POST (e.g. `Bearer …`); never logged.
+    #[arg(
+        id = "webhook-authorization",
+        long = "webhook-authorization",
+        env = "WEBHOOK_AUTHORIZATION",
+        hide_env_values = true,
+        value_name = "VALUE",
+        value_parser = parse_secret
+    )]
+    pub authorization: Option<SecretString>,
 }
 
 /// The CDC service's options: Maxwell's names with a `CDC_` prefix, or Maxwell's own
@@ -338,6 +409,14 @@ fn percent(s: &str) -> String {
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s.to_owned()))
+}
+
+fn parse_webhook_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("{e} (expected http://HOST[:PORT]/PATH or https://…)"))?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(url),
+        _ => Err("expected http://HOST[:PORT]/PATH or https://…".into()),
+    }
 }
 
 fn table_name(s: &str) -> Result<String, String> {

@@ -8,18 +8,24 @@
 //! - [`sink`]: group `sink-mysql-workers` on `enriched_orders` → table `orders` in MySQL/MariaDB,
 //!   PostgreSQL or SQLite, one upsert per batch, offsets after the commit, older changes never
 //!   overwrite newer ones, a delete deletes.
+//! - [`webhook`]: group `etl-webhook` → POSTs to `WEBHOOK_URL` (what the seed uses n8n for),
+//!   retried until delivered, an idempotency key per change, refused records dead-lettered.
+//! - [`load`]: `kafkube load etl`, row changes at a source and the commit → sink-row latency.
 //! - [`order`]: the record formats and the enrichment, shared by both.
 
 pub mod cdc;
 pub mod config;
+pub mod load;
 pub mod order;
 pub mod sink;
 pub mod transform;
+pub mod webhook;
 
 pub use cdc::CdcService;
 pub use config::EtlArgs;
 pub use sink::Sink;
 pub use transform::Transform;
+pub use webhook::WebhookService;
 
 use kafkube_bus::TopicSpec;
 use kafkube_runtime::{App, Database, Service};
@@ -53,7 +59,12 @@ impl App for Etl {
     }
 
     fn services(&self) -> Vec<Box<dyn Service<EtlArgs>>> {
-        vec![Box::new(CdcService), Box::new(Transform), Box::new(Sink)]
+        vec![
+            Box::new(CdcService),
+            Box::new(Transform),
+            Box::new(Sink),
+            Box::new(WebhookService),
+        ]
     }
 }
 
@@ -61,7 +72,8 @@ impl App for Etl {
 pub fn topics(args: &EtlArgs) -> Vec<TopicSpec> {
     let mut topics = Vec::new();
     let sink = args.sink_topic();
-    for t in args.source_topics.iter().chain([&args.target_topic, &sink]) {
+    let webhook = args.webhook.topic.clone().unwrap_or_else(|| sink.clone());
+    for t in args.source_topics.iter().chain([&args.target_topic, &sink, &webhook]) {
         if !topics.iter().any(|s: &TopicSpec| &s.name == t) {
             topics.extend(TopicSpec::with_dlq(t.clone(), args.partitions));
         }

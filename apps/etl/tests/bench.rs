@@ -149,6 +149,8 @@ async fn cdc_throughput() {
         n as f64 / secs
     );
     cdc.stop().await;
-    let read = kafka.read(&topic, n, Duration::from_secs(120)).await;
-    assert_eq!(read.len(), n);
+    // Counted by end offsets: the embedded broker keeps only the newest 5 MiB of a partition.
+    assert_eq!(kafka.records_written(&topic), n as i64);
+    let newest = kafka.read(&topic, 1, Duration::from_secs(10)).await;
+    assert_eq!(newest[0].json()["type"], "insert");
 }

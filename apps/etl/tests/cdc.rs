@@ -272,3 +272,90 @@ async fn cdc_resumes_when_the_server_drops_its_connection() {
     cdc.stop().await;
     exec(&my, &format!("DROP USER '{user}'@'%'")).await;
 }
+
+/// `kafkube load etl` against CDC → transform → sink: its report gives the commit → sink-row
+/// latency and checks sink = source; pointed at a sink table the pipeline does not write, it
+/// reports the mismatch instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_command_measures_the_pipeline_and_checks_the_sink() {
+    let kafka = TestKafka::start();
+    let raw = kafka.topic("raw_orders", 2).await;
+    let enriched = kafka.topic("enriched_orders", 2).await;
+    let my = TestMySql::new().await;
+    let state = TestDb::new(Backend::Sqlite).await;
+    let sink_db = TestDb::new(Backend::Sqlite).await;
+    let mut a = cdc_args(&my, &state, &raw);
+    a.source_topics = vec![raw.clone()];
+    a.target_topic = enriched.clone();
+    a.sink_topic = Some(enriched.clone());
+    a.transform_group = unique("etl");
+    a.sink_group = unique("sink");
+    a.sink.url = Some(sink_db.url.parse().unwrap());
+    let cfg = kafka.config();
+    let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
+    cdc.ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let transform = spawn(Transform, a.clone(), &cfg).await.unwrap();
+    let sink = spawn(Sink, a.clone(), &cfg).await.unwrap();
+
+    let mut load = kafkube_etl::load::LoadArgs {
+        source_url: my.url.parse().unwrap(),
+        database: my.name.clone(),
+        changes: 600,
+        rate: 300,
+        connections: 4,
+        updates: 20,
+        deletes: 10,
+        settle_secs: 60,
+        seed: Some(3),
+        sink: a.sink.clone(),
+    };
+    let report = kafkube_etl::load::run(&load).await.unwrap();
+    println!("{}", report.text);
+    assert!(report.ok, "{}", report.text);
+    assert!(
+        report.text.contains("table orders equals the source"),
+        "{}",
+        report.text
+    );
+    assert!(report.text.contains("source commit → sink row"), "{}", report.text);
+    // The rows the check compared are the sink's, not a copy of the source's.
+    let rows = SinkDb::connect(&a.sink.url(), &Default::default(), &Default::default())
+        .await
+        .unwrap()
+        .rows("orders")
+        .await
+        .unwrap();
+    let live = source_live_rows(&my).await;
+    assert!(
+        live > 300 && rows.len() as i64 == live,
+        "sink {} rows, source {live}",
+        rows.len()
+    );
+
+    // A sink database the pipeline does not write: the check fails and says so.
+    let other = TestDb::new(Backend::Sqlite).await;
+    let other_url: kafkube_etl::config::SinkUrl = other.url.parse().unwrap();
+    SinkDb::connect(&other_url, &Default::default(), &Default::default())
+        .await
+        .unwrap()
+        .ensure_table("orders")
+        .await
+        .unwrap();
+    load.sink.url = Some(other_url);
+    load.changes = 50;
+    load.settle_secs = 2;
+    let report = kafkube_etl::load::run(&load).await.unwrap();
+    assert!(!report.ok, "{}", report.text);
+    assert!(report.text.contains("MISMATCH"), "{}", report.text);
+    cdc.stop().await;
+    transform.stop().await;
+    sink.stop().await;
+}
+
+async fn source_live_rows(my: &TestMySql) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(&my.pool)
+        .await
+        .unwrap()
+}

@@ -120,6 +120,25 @@ impl TestKafka {
         name
     }
 
+    /// How many records were ever written to `topic`: the sum of its partitions' end offsets
+    /// (the embedded broker keeps only the newest 5 MiB of a partition, so reading a large topic
+    /// back cannot count them).
+    pub fn records_written(&self, topic: &str) -> i64 {
+        use rdkafka::consumer::BaseConsumer;
+        let consumer: BaseConsumer = self
+            .config
+            .consumer_config(&unique("count"))
+            .create()
+            .expect("consumer");
+        let timeout = Duration::from_secs(10);
+        let meta = consumer.fetch_metadata(Some(topic), timeout).expect("metadata");
+        meta.topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .map(|p| consumer.fetch_watermarks(topic, p.id(), timeout).expect("watermarks").1)
+            .sum()
+    }
+
     /// Reads `topic` expecting exactly `expected` records: waits up to `timeout` for them, then
     /// 1.5 s more so that a duplicate or stray record would show up too. Returns all it read.
     pub async fn read_exact(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<ReadRecord> {

@@ -213,6 +213,15 @@ impl SinkDb {
     /// Every row as `(id, order_id, quantity, unit_price, total_value)`, decimals as text
     /// normalised (`59.9700` → `59.97`), ordered by id: what tests compare with the source.
     pub async fn rows(&self, table: &str) -> Result<Vec<SinkRow>, StoreError> {
+        self.rows_where(table, None).await
+    }
+
+    /// [`rows`](Self::rows) whose id starts with `prefix` (`kafkube load etl`'s rows of one run).
+    pub async fn rows_with_prefix(&self, table: &str, prefix: &str) -> Result<Vec<SinkRow>, StoreError> {
+        self.rows_where(table, Some(prefix)).await
+    }
+
+    async fn rows_where(&self, table: &str, prefix: Option<&str>) -> Result<Vec<SinkRow>, StoreError> {
         let text = if self.backend() == SinkBackend::MySql {
             "CHAR"
         } else {
@@ -220,11 +229,13 @@ impl SinkDb {
         };
         let sql = format!(
             "SELECT id, order_id, quantity, CAST(unit_price AS {text}) AS unit_price, \
-             CAST(total_value AS {text}) AS total_value FROM {table} ORDER BY id"
+             CAST(total_value AS {text}) AS total_value FROM {table} {} ORDER BY id",
+            self.id_like(prefix)
         );
+        let like = prefix.map(|p| format!("{p}%"));
         let rows: Vec<SinkRow> = match self {
-            Self::Sql(db) => kafkube_store::on_db!(db, p => sqlx::query_as(&sql).fetch_all(p).await)?,
-            Self::MySql(p) => sqlx::query_as(&sql).fetch_all(p).await?,
+            Self::Sql(db) => kafkube_store::on_db!(db, p => sqlx::query_as(&sql).bind(like).fetch_all(p).await)?,
+            Self::MySql(p) => sqlx::query_as(&sql).bind(like).fetch_all(p).await?,
         };
         let norm = |d: Option<String>| {
             d.and_then(|d| rust_decimal::Decimal::from_str(&d).ok())
@@ -238,6 +249,33 @@ impl SinkDb {
                 ..r
             })
             .collect())
+    }
+
+    /// Each row whose id starts with `prefix`, with its `updated_at` as epoch seconds (the time
+    /// of the statement that last wrote it, on the database's clock).
+    pub async fn updated_at_with_prefix(&self, table: &str, prefix: &str) -> Result<Vec<(String, f64)>, StoreError> {
+        let epoch = match self.backend() {
+            SinkBackend::Sqlite => "(julianday(updated_at) - 2440587.5) * 86400.0",
+            SinkBackend::Postgres => "EXTRACT(EPOCH FROM updated_at)::float8",
+            SinkBackend::MySql => "CAST(UNIX_TIMESTAMP(updated_at) AS DOUBLE)",
+        };
+        let sql = format!("SELECT id, {epoch} FROM {table} {}", self.id_like(Some(prefix)));
+        let like = format!("{prefix}%");
+        Ok(match self {
+            Self::Sql(db) => kafkube_store::on_db!(db, p => sqlx::query_as(&sql).bind(like).fetch_all(p).await)?,
+            Self::MySql(p) => sqlx::query_as(&sql).bind(like).fetch_all(p).await?,
+        })
+    }
+
+    /// `WHERE id LIKE <first parameter>`, or a condition that is always true (the parameter,
+    /// bound as NULL, unused) without a prefix.
+    fn id_like(&self, prefix: Option<&str>) -> &'static str {
+        match (prefix.is_some(), self.backend() == SinkBackend::MySql) {
+            (true, true) => "WHERE id LIKE ?",
+            (true, false) => "WHERE id LIKE $1",
+            (false, true) => "WHERE ? IS NULL",
+            (false, false) => "WHERE $1 IS NULL",
+        }
     }
 
     pub async fn close(&self) {

@@ -17,6 +17,9 @@ pub enum Target {
     Aggregator(Box<LoadArgs>),
     /// The hash gateway: random data over many connections, every hash checked locally.
     Hash(kafkube_hash::load::LoadArgs),
+    /// The ETL pipeline: row changes at the MySQL/MariaDB source that etl-cdc reads, then the
+    /// source commit → sink row latency, the throughput, and a check that sink = source.
+    Etl(Box<kafkube_etl::load::LoadArgs>),
 }
 
 pub async fn run(cmd: LoadCmd) -> anyhow::Result<ExitCode> {
@@ -27,6 +30,10 @@ pub async fn run(cmd: LoadCmd) -> anyhow::Result<ExitCode> {
         }
         Target::Hash(args) => {
             let r = kafkube_hash::load::run(&args).await?;
+            (r.text, r.ok)
+        }
+        Target::Etl(args) => {
+            let r = kafkube_etl::load::run(&args).await?;
             (r.text, r.ok)
         }
     };
