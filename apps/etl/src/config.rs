@@ -220,6 +220,18 @@ pub struct CdcArgs {
     /// Largest number of changes published before their acknowledgement is awaited.
     #[arg(id = "cdc-batch", long = "cdc-batch", env = "CDC_BATCH", default_value_t = 5000)]
     pub batch: usize,
+
+    /// On a first start (no stored position), publish every existing row of the filtered
+    /// tables as a Maxwell `bootstrap-insert` first, read in one consistent snapshot; the binlog
+    /// follows from the snapshot's position.
+    #[arg(
+        id = "cdc-snapshot",
+        long = "cdc-snapshot",
+        env = "CDC_SNAPSHOT",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub snapshot: Option<bool>,
 }
 
 /// [`CdcArgs`] with the Maxwell file merged in and the defaults applied.
@@ -234,6 +246,7 @@ pub struct CdcResolved {
     pub client_id: String,
     pub state_url: DatabaseUrl,
     pub batch: usize,
+    pub snapshot: bool,
 }
 
 impl CdcArgs {
@@ -306,6 +319,7 @@ impl CdcArgs {
                 .unwrap_or_else(|| "kafkube".into()),
             state_url: self.state_url.clone(),
             batch: self.batch.max(1),
+            snapshot: self.snapshot.unwrap_or(false),
         })
     }
 }

@@ -25,6 +25,16 @@ fn cdc_args(my: &TestMySql, state: &TestDb, topic: &str) -> EtlArgs {
     a
 }
 
+/// The transform and the sink of `a` on fresh groups: `raw` → `enriched` → `sink_db`.
+fn pipeline(a: &mut EtlArgs, raw: &str, enriched: &str, sink_db: &TestDb) {
+    a.source_topics = vec![raw.to_owned()];
+    a.target_topic = enriched.to_owned();
+    a.sink_topic = Some(enriched.to_owned());
+    a.transform_group = unique("etl");
+    a.sink_group = unique("sink");
+    a.sink.url = Some(sink_db.url.parse().unwrap());
+}
+
 async fn exec(my: &TestMySql, sql: &str) {
     my.pool.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
@@ -161,12 +171,7 @@ async fn cdc_to_sink_equals_source_through_a_kill_and_an_alter_table() {
         .await;
     }
     let mut a = cdc_args(&my, &state, &raw);
-    a.source_topics = vec![raw.clone()];
-    a.target_topic = enriched.clone();
-    a.sink_topic = Some(enriched.clone());
-    a.transform_group = unique("etl");
-    a.sink_group = unique("sink");
-    a.sink.url = Some(sink_db.url.parse().unwrap());
+    pipeline(&mut a, &raw, &enriched, &sink_db);
     let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
     let transform = spawn(Transform, a.clone(), &cfg).await.unwrap();
     let sink = spawn(Sink, a.clone(), &cfg).await.unwrap();
@@ -285,12 +290,7 @@ async fn the_load_command_measures_the_pipeline_and_checks_the_sink() {
     let state = TestDb::new(Backend::Sqlite).await;
     let sink_db = TestDb::new(Backend::Sqlite).await;
     let mut a = cdc_args(&my, &state, &raw);
-    a.source_topics = vec![raw.clone()];
-    a.target_topic = enriched.clone();
-    a.sink_topic = Some(enriched.clone());
-    a.transform_group = unique("etl");
-    a.sink_group = unique("sink");
-    a.sink.url = Some(sink_db.url.parse().unwrap());
+    pipeline(&mut a, &raw, &enriched, &sink_db);
     let cfg = kafka.config();
     let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
     cdc.ready(Duration::from_secs(30)).await;
@@ -358,4 +358,142 @@ async fn source_live_rows(my: &TestMySql) -> i64 {
         .fetch_one(&my.pool)
         .await
         .unwrap()
+}
+
+/// `CDC_SNAPSHOT`: rows that existed before the CDC's first start reach the sink as Maxwell
+/// `bootstrap-insert` records, and the changes made while the snapshot is read follow from the
+/// binlog: sink = source. A restart with a stored position takes no second snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_snapshot_brings_the_existing_rows_and_the_changes_follow() {
+    let kafka = TestKafka::start();
+    let raw = kafka.topic("raw_orders", 2).await;
+    let enriched = kafka.topic("enriched_orders", 2).await;
+    let cfg = kafka.config();
+    let my = TestMySql::new().await;
+    let state = TestDb::new(Backend::Sqlite).await;
+    let sink_db = TestDb::new(Backend::Sqlite).await;
+    for t in ["orders_web", "orders_shop"] {
+        exec(
+            &my,
+            &format!(
+                "CREATE TABLE {t} (id BIGINT PRIMARY KEY, order_id VARCHAR(32) NOT NULL, quantity INT NOT NULL, \
+                 unit_price DECIMAL(12,2) NOT NULL, created DATETIME(6), tags SET('a','b','c'), raw BLOB, \
+                 note TEXT) CHARACTER SET utf8mb4"
+            ),
+        )
+        .await;
+    }
+    for (t, base) in [("orders_web", 0), ("orders_shop", 1_000_000)] {
+        let values: Vec<String> = (1..=1500)
+            .map(|i| {
+                format!(
+                    "({}, 'O-{i}', {}, 19.99, '2024-01-02 03:04:05.123456', 'a,c', x'00ff', 'héllo 😀')",
+                    base + i,
+                    i % 7 + 1
+                )
+            })
+            .collect();
+        exec(&my, &format!("INSERT INTO {t} VALUES {}", values.join(","))).await;
+    }
+    let mut a = cdc_args(&my, &state, &raw);
+    a.cdc.snapshot = Some(true);
+    pipeline(&mut a, &raw, &enriched, &sink_db);
+    let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
+    let transform = spawn(Transform, a.clone(), &cfg).await.unwrap();
+    let sink = spawn(Sink, a.clone(), &cfg).await.unwrap();
+    // Changes while (or right after) the snapshot is read.
+    exec(&my, "UPDATE orders_web SET quantity = quantity + 10 WHERE id <= 100").await;
+    exec(&my, "DELETE FROM orders_shop WHERE id BETWEEN 1000200 AND 1000250").await;
+    exec(
+        &my,
+        "INSERT INTO orders_web (id, order_id, quantity, unit_price) VALUES (5001, 'O-new', 3, 0.10)",
+    )
+    .await;
+
+    let expected = source_rows(&my).await;
+    assert_eq!(expected.len(), 3000 - 51 + 1);
+    let db = SinkDb::connect(&sink_db.url.parse().unwrap(), &Default::default(), &Default::default())
+        .await
+        .unwrap();
+    let got = kafkube_testkit::eventually(Duration::from_secs(180), || {
+        let (db, expected) = (db.clone(), expected.clone());
+        async move { (db.rows("orders").await.ok()? == expected).then_some(()) }
+    })
+    .await;
+    assert!(got.is_some(), "sink = source after the snapshot and the changes");
+
+    // A snapshot record as a plain consumer reads it.
+    let recs = kafka.read(&raw, 5, Duration::from_secs(20)).await;
+    let boot = recs
+        .iter()
+        .map(|r| r.json())
+        .find(|j| j["type"] == "bootstrap-insert")
+        .expect("a bootstrap-insert record");
+    let d = &boot["data"];
+    assert_eq!(boot["database"], my.name.as_str());
+    assert_eq!(d["created"], "2024-01-02 03:04:05.123456");
+    assert_eq!(d["tags"], serde_json::json!(["a", "c"]));
+    assert_eq!(d["raw"], "AP8=");
+    assert_eq!(d["note"], "héllo 😀");
+    assert!(
+        recs.iter()
+            .any(|r| String::from_utf8_lossy(&r.payload).contains("\"unit_price\":19.99")),
+        "DECIMAL as its exact number"
+    );
+
+    // Restarted with its position stored: no second snapshot.
+    let written = kafka.records_written(&raw);
+    cdc.stop().await;
+    let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
+    cdc.ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        kafka.records_written(&raw),
+        written,
+        "no records after a restart without changes"
+    );
+    for s in [cdc, transform, sink] {
+        s.stop().await;
+    }
+}
+
+/// The broker unreachable for a while under the CDC: the changes made meanwhile wait in the
+/// binlog (the stored position moves only after Kafka acknowledged) and all of them arrive
+/// once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_waits_out_a_broker_outage_and_loses_nothing() {
+    let kafka = TestKafka::start();
+    let Some(broker) = kafka.embedded() else {
+        eprintln!("skipped: needs the embedded broker to take it down (KAFKUBE_TEST_KAFKA_BROKERS is set)");
+        return;
+    };
+    let topic = kafka.topic("cdc", 2).await;
+    let my = TestMySql::new().await;
+    let state = TestDb::new(Backend::Sqlite).await;
+    exec(&my, "CREATE TABLE orders (id INT PRIMARY KEY, order_id VARCHAR(32))").await;
+    let cdc = spawn(CdcService, cdc_args(&my, &state, &topic), &kafka.config())
+        .await
+        .unwrap();
+    cdc.ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let insert = |from: u32, to: u32| {
+        let values: Vec<String> = (from..to).map(|i| format!("({i}, 'O-{i}')")).collect();
+        format!("INSERT INTO orders VALUES {}", values.join(","))
+    };
+    for i in 0..10 {
+        exec(&my, &insert(i * 10, i * 10 + 10)).await;
+    }
+    broker.set_reachable(false).unwrap();
+    for i in 10..40 {
+        exec(&my, &insert(i * 10, i * 10 + 10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    broker.set_reachable(true).unwrap();
+    exec(&my, &insert(400, 500)).await;
+
+    let recs = kafka.read(&topic, 500, Duration::from_secs(90)).await;
+    let ids: std::collections::BTreeSet<u64> = recs.iter().filter_map(|r| r.json()["data"]["id"].as_u64()).collect();
+    assert_eq!(ids.len(), 500, "every change arrived (at least once)");
+    assert_eq!(ids.last(), Some(&499));
+    cdc.stop().await;
 }

@@ -10,6 +10,7 @@
 
 pub mod convert;
 pub mod filter;
+mod snapshot;
 
 use anyhow::Context as _;
 use futures::{FutureExt, StreamExt};
@@ -21,7 +22,7 @@ use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts};
 use serde_json::value::RawValue;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use self::convert::{Labels, Object, row_to_json};
 use self::filter::Filter;
@@ -107,7 +108,7 @@ impl Reader {
     /// Runs until `stop`, restarting the stream with backoff after a failure that may pass.
     async fn run(self, stop: Shutdown) -> anyhow::Result<()> {
         let mut backoff = Backoff::outage();
-        let mut known_topics: HashMap<String, ()> = HashMap::new();
+        let mut known_topics: HashSet<String> = HashSet::new();
         loop {
             match self.stream(&stop, &mut known_topics, &mut backoff).await {
                 Ok(()) => return Ok(()),
@@ -162,7 +163,7 @@ impl Reader {
     async fn stream(
         &self,
         stop: &Shutdown,
-        known_topics: &mut HashMap<String, ()>,
+        known_topics: &mut HashSet<String>,
         backoff: &mut Backoff,
     ) -> anyhow::Result<()> {
         let mut conn = tokio::select! {
@@ -173,6 +174,13 @@ impl Reader {
         let client = &self.args.client_id;
         let start = match load_position(&self.state, client).await? {
             Some(p) => p,
+            None if self.args.snapshot => {
+                let Some(start) = self.snapshot(stop, known_topics).await? else {
+                    return Ok(());
+                };
+                save_position(&self.state, client, &start).await?;
+                start
+            }
             None => {
                 tracing::info!(position = %now, "no stored binlog position: starting from the server's current one");
                 save_position(&self.state, client, &now).await?;
@@ -202,13 +210,13 @@ impl Reader {
             let next = match stream.next().now_or_never() {
                 Some(ev) => ev,
                 None => {
-                    self.flush(&mut out, &committed, known_topics).await?;
+                    self.flush(&mut out, Some(&committed), known_topics).await?;
                     tokio::select! {
                         ev = tokio::time::timeout(HEARTBEAT_TIMEOUT, stream.next()) => ev.map_err(|_| {
                             anyhow::anyhow!("no event or heartbeat from the server for {HEARTBEAT_TIMEOUT:?}")
                         })?,
                         () = stop.cancelled() => {
-                            self.flush(&mut out, &committed, known_topics).await?;
+                            self.flush(&mut out, Some(&committed), known_topics).await?;
                             return Ok(());
                         }
                     }
@@ -310,7 +318,7 @@ impl Reader {
                 _ => {}
             }
             if out.len() >= self.args.batch {
-                self.flush(&mut out, &committed, known_topics).await?;
+                self.flush(&mut out, Some(&committed), known_topics).await?;
             }
         }
     }
@@ -368,19 +376,19 @@ impl Reader {
         Ok(())
     }
 
-    /// Publishes `out` and waits for every acknowledgement; then stores `committed`.
+    /// Publishes `out` and waits for every acknowledgement; then stores `committed`, if given.
     async fn flush(
         &self,
         out: &mut Vec<Outgoing>,
-        committed: &Position,
-        known_topics: &mut HashMap<String, ()>,
+        committed: Option<&Position>,
+        known_topics: &mut HashSet<String>,
     ) -> anyhow::Result<()> {
         if out.is_empty() {
             return Ok(());
         }
         let new: Vec<TopicSpec> = out
             .iter()
-            .filter(|o| !known_topics.contains_key(&o.topic))
+            .filter(|o| !known_topics.contains(&o.topic))
             .map(|o| o.topic.clone())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
@@ -388,13 +396,15 @@ impl Reader {
             .collect();
         if !new.is_empty() {
             kafkube_bus::ensure_topics(&self.kafka, &new).await?;
-            known_topics.extend(new.into_iter().map(|t| (t.name, ())));
+            known_topics.extend(new.into_iter().map(|t| t.name));
         }
         for r in self.producer.send_all(out).await {
             r.context("Kafka did not acknowledge a change")?;
         }
         out.clear();
-        save_position(&self.state, &self.args.client_id, committed).await?;
+        if let Some(committed) = committed {
+            save_position(&self.state, &self.args.client_id, committed).await?;
+        }
         Ok(())
     }
 }
