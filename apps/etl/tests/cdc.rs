@@ -318,7 +318,7 @@ async fn the_load_command_measures_the_pipeline_and_checks_the_sink() {
         "{}",
         report.text
     );
-    assert!(report.text.contains("source commit → sink row"), "{}", report.text);
+    assert!(report.text.contains("source change → sink row"), "{}", report.text);
     // The rows the check compared are the sink's, not a copy of the source's.
     let rows = SinkDb::connect(&a.sink.url(), &Default::default(), &Default::default())
         .await
