@@ -241,7 +241,7 @@ async fn run_kafka(
     // every distinct one (at most 2 minutes of no progress), with a progress bar of its own.
     let expected_inserted = (args.count - dups) as i64;
     let unique_before = before["unique_processed"].as_i64().unwrap_or(0);
-    let bar = indicatif_bar(args.count, "stored");
+    let bar = kafkube_load::progress_bar(args.count, "stored");
     let mut last = ((received_before, unique_before), std::time::Instant::now());
     let after = loop {
         let now = stats(client, base).await?;
@@ -303,16 +303,6 @@ async fn run_kafka(
         text += "check      /stats deltas match what was sent\n";
     }
     Ok(LoadReport { text, ok })
-}
-
-fn indicatif_bar(len: u64, label: &str) -> kafkube_load::ProgressBar {
-    kafkube_load::ProgressBar::new(len).with_style(
-        kafkube_load::ProgressStyle::with_template(&format!(
-            "{{spinner}} {label} {{pos}}/{{len}} [{{bar:30}}] {{per_sec}}"
-        ))
-        .unwrap_or_else(|_| kafkube_load::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    )
 }
 
 /// Times a `COPY` of the run's unique events into a temporary table shaped like `agg_events`

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Args;
-use hdrhistogram::Histogram;
 use kafkube_core::Shutdown;
-use kafkube_load::{ProgressBar, ProgressStyle};
 use rust_decimal::Decimal;
 use sqlx::mysql::MySqlPoolOptions;
 
@@ -178,11 +176,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     for (i, c) in changes.iter().enumerate() {
         per_lane[(c.row % lanes as u64) as usize].push((i as u64, *c));
     }
-    let bar = ProgressBar::new(args.changes).with_style(
-        ProgressStyle::with_template("{spinner} changing {pos}/{len} [{bar:30}] {per_sec} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = kafkube_load::progress_bar(args.changes, "changing");
     let started = Instant::now();
     let first_commit = SystemTime::now();
     let rate = args.rate;
@@ -262,11 +256,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     };
 
     // Wait until the sink equals the source for this run (no progress for --settle-secs: give up).
-    let bar = ProgressBar::new(expected.len() as u64).with_style(
-        ProgressStyle::with_template("{spinner} waiting for the sink: {pos}/{len} rows match [{bar:30}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = kafkube_load::progress_bar(expected.len() as u64, "sink rows matching");
     let mut last = (usize::MAX, Instant::now());
     let got = loop {
         let got = sink.rows_with_prefix(&table, &prefix).await?;
@@ -286,7 +276,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let ok = got == expected;
 
     let written = sink.updated_at_with_prefix(&table, &prefix).await?;
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let mut latency_us = kafkube_load::latency_histogram();
     let mut last_written = 0f64;
     let mut early = 0u64;
     for (id, at) in &written {

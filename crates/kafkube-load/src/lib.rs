@@ -66,6 +66,22 @@ impl Summary {
     }
 }
 
+/// The progress bar every `kafkube load …` shows: `{label} {pos}/{len} [bar] {rate} {eta}`.
+pub fn progress_bar(len: u64, label: &str) -> ProgressBar {
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {label} {{pos}}/{{len}} [{{bar:30}}] {{per_sec}} {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    )
+}
+
+/// A latency histogram in microseconds: up to an hour, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid for an HDR histogram")
+}
+
 /// Runs `requests` requests, `concurrency` at a time. `progress_units` sizes the progress bar
 /// (the total of the units the requests carry).
 pub async fn run<F, Fut>(requests: u64, concurrency: usize, progress_units: u64, label: &str, request: F) -> Summary
@@ -73,16 +89,8 @@ where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = Result<u64, String>>,
 {
-    let bar = ProgressBar::new(progress_units).with_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {label} {{pos}}/{{len}} [{{bar:30}}] {{per_sec}} {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    // Up to an hour at microsecond resolution, 3 significant digits.
-    let mut latency_us =
-        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid for an HDR histogram");
+    let bar = progress_bar(progress_units, label);
+    let mut latency_us = latency_histogram();
     let mut errors = BTreeMap::new();
     let mut units = 0;
     let started = Instant::now();
