@@ -26,7 +26,8 @@ USER 10001:10001
 # `up` keeps its SQLite files under ./data, so here under /data/data: mount a volume at /data.
 WORKDIR /data
 ENV LOG_FORMAT=json
-# students API, hash gateway, log aggregator, ops port of the consumers (/health, /ready, /metrics)
-EXPOSE 3000 3001 8080 9090
+# students API, hash gateway, log aggregator, restaurants, ops port of the consumers (/health,
+# /ready, /metrics)
+EXPOSE 3000 3001 5000 8080 9090
 ENTRYPOINT ["kafkube"]
 CMD ["up"]

@@ -56,6 +56,16 @@ ensure_build_deps() {
   ensure_apt_packages "${KAFKUBE_BUILD_PACKAGES[@]}"
 }
 
+# What the tests talk to besides the databases and Kafka: a real SMTP server (aiosmtpd, which
+# the restaurants mailer tests start on a free port of their own), and a real browser for the
+# restaurants page test (headless Chromium driven through chromedriver, which it starts itself).
+KAFKUBE_TEST_PACKAGES=(python3-aiosmtpd chromium chromium-driver)
+
+ensure_test_tools() {
+  log "ensuring test tools (${KAFKUBE_TEST_PACKAGES[*]})"
+  ensure_apt_packages "${KAFKUBE_TEST_PACKAGES[@]}"
+}
+
 # The Rust toolchain comes from rustup (rust-toolchain.toml pins it); Debian's cargo is too old.
 ensure_cargo() {
   # rustup's default location is often not on PATH in non-login shells, e.g. in CI.

@@ -11,12 +11,11 @@ use axum::routing::{get, post};
 use kafkube_bus::ConsumerSettings;
 use kafkube_http::{Json, JsonBytes, Query, RequestError, finish_router, ops_router};
 use kafkube_runtime::{Context, Running, Service, ServiceInfo, base_url};
-use kafkube_store::Db;
+use kafkube_store::{Db, GroupCommit, GroupOptions};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::AggregatorArgs;
-use crate::coalesce::Coalescer;
 use crate::consumer::IngestHandler;
 use crate::model::parse_body_bytes;
 use crate::store;
@@ -25,7 +24,7 @@ use crate::store;
 pub struct AppState {
     pub db: Db,
     /// `POST /publish` stores through this, so concurrent requests share statements.
-    pub writer: Coalescer,
+    pub writer: GroupCommit<store::Publish>,
     pub started: Instant,
     pub max_events: usize,
 }
@@ -33,7 +32,15 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: Db, writers: usize, max_events: usize) -> Self {
         Self {
-            writer: Coalescer::start(db.clone(), writers),
+            writer: GroupCommit::start(
+                db.clone(),
+                store::Publish,
+                GroupOptions {
+                    writers,
+                    max_weight: store::MERGE_EVENTS,
+                    metric: "aggregator_requests_per_statement",
+                },
+            ),
             db,
             started: Instant::now(),
             max_events,
@@ -66,7 +73,7 @@ pub fn router(state: AppState) -> Router {
 )]
 async fn publish(State(s): State<AppState>, JsonBytes(body): JsonBytes) -> Result<Response, RequestError> {
     let events = parse_body_bytes(&body, s.max_events).map_err(|e| RequestError::bad_request(e.to_string()))?;
-    let r = s.writer.ingest(events).await?;
+    let r = s.writer.submit(events).await?;
     Ok(Json(r).into_response())
 }
 

@@ -8,7 +8,6 @@
 //! and through restarts.
 
 pub mod api;
-pub mod coalesce;
 pub mod config;
 pub mod consumer;
 pub mod model;

@@ -205,7 +205,9 @@ pub fn parse_event(item: Value) -> Result<Event, String> {
     };
     let payload = match obj.remove("payload") {
         Some(p @ Value::Object(_)) => {
-            serde_json::value::to_raw_value(&p).map_err(|e| format!("`payload` cannot be stored: {e}"))?
+            let raw = serde_json::value::to_raw_value(&p).map_err(|e| format!("`payload` cannot be stored: {e}"))?;
+            storable_json(&raw)?;
+            raw
         }
         Some(other) => return Err(format!("`payload` must be an object, got {}", kind(&other))),
         None => return Err("`payload` is required".into()),
@@ -237,6 +239,7 @@ fn text(field: &str, s: Cow<'_, str>) -> Result<String, String> {
     if s.len() > MAX_TEXT && s.chars().count() > MAX_TEXT {
         return Err(format!("`{field}` is longer than {MAX_TEXT} characters"));
     }
+    kafkube_store::storable::text(&s).map_err(|why| format!("`{field}` {why}"))?;
     Ok(s.into_owned())
 }
 
@@ -289,11 +292,17 @@ fn epoch(n: f64) -> Result<DateTime<Utc>, String> {
 fn payload(raw: &RawValue) -> Result<Box<RawValue>, String> {
     // Valid JSON already; an object starts with `{` (RawValue keeps no surrounding whitespace).
     if raw.get().starts_with('{') {
+        storable_json(raw)?;
         Ok(raw.to_owned())
     } else {
         let kind = serde_json::from_str::<Value>(raw.get()).map_or("not an object", |v| kind(&v));
         Err(format!("`payload` must be an object, got {kind}"))
     }
+}
+
+/// A payload every backend stores and `GET /events` reads back.
+fn storable_json(raw: &RawValue) -> Result<(), String> {
+    kafkube_store::storable::json(raw.get()).map_err(|why| format!("`payload` {why}"))
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use kafkube_store::{Db, StoreError, on_db};
+use kafkube_store::{Db, GroupWrite, StoreError, on_db};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sqlx::types::Json;
@@ -25,6 +25,28 @@ pub struct Ingested {
 /// Stores the events that are new, drops the repeats, and counts both.
 pub async fn ingest(db: &Db, events: &[Event]) -> Result<Ingested, StoreError> {
     Ok(ingest_many(db, &[events]).await?.pop().unwrap_or_default())
+}
+
+/// A `POST /publish` writer stops taking more requests once it holds this many events.
+pub const MERGE_EVENTS: usize = 2000;
+
+/// `POST /publish`'s group commit: the requests waiting at once share one [`ingest_many`], each
+/// with its own counts.
+#[derive(Debug)]
+pub struct Publish;
+
+impl GroupWrite for Publish {
+    type Item = Vec<Event>;
+    type Output = Ingested;
+
+    async fn write(&self, db: &Db, items: &[Vec<Event>]) -> Result<Vec<Ingested>, StoreError> {
+        let batches: Vec<&[Event]> = items.iter().map(Vec::as_slice).collect();
+        ingest_many(db, &batches).await
+    }
+
+    fn weight(events: &Vec<Event>) -> usize {
+        events.len()
+    }
 }
 
 /// [`ingest`] for several requests in one statement (PostgreSQL) or transaction (SQLite), with

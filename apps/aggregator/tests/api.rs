@@ -150,6 +150,89 @@ async fn schema_errors_are_400_naming_event_and_field(backend: Backend) {
     assert_eq!(s["received"], 1, "only the accepted JSON body counts");
 }
 
+/// Text PostgreSQL cannot store (NUL, unpaired surrogates, nesting past its stack) is the
+/// client's fault on every backend: 400 naming the event and the field, decided before the
+/// database, whether the body takes the fast reading or the detailed one. Nothing of the batch
+/// is stored, and the same events without the fault are accepted after.
+async fn unstorable_text_is_400_on_every_backend(backend: Backend) {
+    let (_t, state) = app(backend).await;
+    let deep = format!(
+        "{{\"topic\":\"t\",\"event_id\":\"deep\",\"timestamp\":\"2025-12-19T00:00:00Z\",\"source\":\"s\",\"payload\":{{\"p\":{}{}}}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let with = |field: &str, raw: &str| {
+        let good = ev("auth", "fine").to_string();
+        let one = ev("auth", "bad").to_string();
+        let one = match field {
+            "payload" => one.replacen(r#""payload":{"x":1}"#, &format!(r#""payload":{{"x":"{raw}"}}"#), 1),
+            _ => one.replacen(&format!(r#""{field}":""#), &format!(r#""{field}":"{raw}"#), 1),
+        };
+        assert_ne!(one, ev("auth", "bad").to_string(), "{field} replaced");
+        format!("[{good},{one}]")
+    };
+    let cases = [
+        (
+            with("topic", "\\u0000"),
+            "events[1]: `topic` must not contain the NUL character",
+        ),
+        (
+            with("event_id", "a\\u0000"),
+            "events[1]: `event_id` must not contain the NUL character",
+        ),
+        (
+            with("source", "\\u0000b"),
+            "events[1]: `source` must not contain the NUL character",
+        ),
+        (
+            with("payload", "\\u0000"),
+            "events[1]: `payload` must not contain the NUL character",
+        ),
+        (
+            with("payload", "\\ud800"),
+            "events[1]: `payload` has an unpaired surrogate escape",
+        ),
+        (deep, "event: `payload` is nested deeper than 100 levels"),
+    ];
+    for (body, expected) in cases {
+        let (status, err) = call(&state, "POST", "/publish", Some(body.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{}: {err}",
+            &body[..body.len().min(200)]
+        );
+        let msg = err["error"].as_str().unwrap();
+        assert!(msg.starts_with(expected), "{msg}");
+    }
+    // The detailed reading (taken when a body does not fit the shape: here events[1]'s topic
+    // is a number) finds the first fault the same way.
+    let mut nested = ev("auth", "nested");
+    nested["payload"] = json!({"a": {"b": "x\u{0}"}});
+    let mut misfit = ev("auth", "misfit");
+    misfit["topic"] = json!(5);
+    let (status, err) = publish(&state, json!([nested, misfit])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let msg = err["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with("events[0]: `payload` must not contain the NUL"),
+        "{msg}"
+    );
+    // Within the depth every backend stores, a deep payload is accepted and read back.
+    let mut deep_ok = ev("auth", "deep-ok");
+    deep_ok["payload"] = serde_json::from_str(&format!("{{\"p\":{}{}}}", "[".repeat(99), "]".repeat(99))).unwrap();
+    let (status, err) = publish(&state, deep_ok).await;
+    assert_eq!(status, StatusCode::OK, "{err}");
+    // A NUL in a query is refused the same way.
+    let (status, err) = call(&state, "GET", "/events?topic=a%00b", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let (status, events) = call(&state, "GET", "/events?topic=auth", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events.as_array().unwrap().len(), 1, "only the deep one: {events}");
+    let s = stats_hold_the_invariant(&state).await;
+    assert_eq!(s["received"], 1);
+}
+
 async fn rejected_bodies_store_nothing(backend: Backend) {
     let (_t, state) = app(backend).await;
     let mut bad = ev("auth", "x");
@@ -312,6 +395,8 @@ async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
         json!([ev("auth", "k1"), ev("auth", "k3")]).to_string(),
         ev("auth", "k2").to_string(),
         "garbage".into(),
+        // Text PostgreSQL cannot store: dead-lettered on every backend, with the reason.
+        ev("auth\u{0}", "k4").to_string(),
     ] {
         producer
             .send(&kafkube_bus::Outgoing::new(&topic, Some("k"), payload))
@@ -329,14 +414,15 @@ async fn http_and_kafka_ingest_deduplicate_each_other(backend: Backend) {
         (Some(3), Some(2))
     );
     let dead = kafka
-        .read_exact(&format!("{topic}.dlq"), 1, Duration::from_secs(10))
+        .read_exact(&format!("{topic}.dlq"), 2, Duration::from_secs(10))
         .await;
-    assert_eq!(dead.len(), 1);
+    assert_eq!(dead.len(), 2);
+    let why = |i: usize| dead[i].header(kafkube_bus::Header::ERROR).unwrap().to_owned();
+    assert!(why(0).contains("invalid JSON"), "{}", why(0));
     assert!(
-        dead[0]
-            .header(kafkube_bus::Header::ERROR)
-            .unwrap()
-            .contains("invalid JSON")
+        why(1).contains("`topic` must not contain the NUL character"),
+        "{}",
+        why(1)
     );
     assert_eq!(get_json(&format!("{base}/health")).await, json!({"ok": true}));
     svc.stop().await;
@@ -445,12 +531,51 @@ backend_tests!(
     body_shapes_and_deduplication,
     schema_errors_are_400_naming_event_and_field,
     rejected_bodies_store_nothing,
+    unstorable_text_is_400_on_every_backend,
     accepts_what_the_seeds_clients_send,
     events_are_listed_most_recently_stored_first,
     concurrent_identical_posts_insert_once,
     dedup_and_counters_survive_a_restart,
     http_and_kafka_ingest_deduplicate_each_other,
 );
+
+/// PostgreSQL goes away for longer than a connection wait (5 s) while `kafkube load aggregator`
+/// sends: the batches answered 503 are sent again, as a client should, the report says how many,
+/// and what was stored is exact (a retried batch stored before its answer was lost is only
+/// counted as duplicates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_retries_503s_and_the_counts_stay_exact() {
+    let kafka = TestKafka::start();
+    let t = TestDb::postgres().await;
+    let (url, _svc) = start(&kafka, &t, &kafka.topic("logs", 1).await).await;
+    let load = kafkube_aggregator::load::LoadArgs {
+        url: url.clone(),
+        count: 3000,
+        dup_rate: 0.3,
+        concurrency: 2,
+        batch_size: 1,
+        topics: vec!["auth".into()],
+        seed: Some(7),
+        via: kafkube_aggregator::load::Via::Http,
+        kafka_topic: String::new(),
+        kafka: kafka.args(),
+        copy_ceiling: None,
+    };
+    let running = tokio::spawn(async move { kafkube_aggregator::load::run(&load).await.unwrap() });
+    // Once events flow, the database goes away for 6 s.
+    let flowing = eventually(Duration::from_secs(30), || async {
+        (get_json(&format!("{url}/stats")).await["received"].as_i64()? >= 200).then_some(())
+    })
+    .await;
+    assert!(flowing.is_some(), "events flow");
+    t.set_reachable(false).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    t.set_reachable(true).await;
+    let report = running.await.unwrap();
+    assert!(report.ok, "{}", report.text);
+    assert!(report.text.contains("retried "), "{}", report.text);
+    assert!(report.text.contains("answered 503 and sent again"), "{}", report.text);
+}
 
 /// `GET /openapi.json` describes the routes and the contract's schemas.
 #[tokio::test]

@@ -68,11 +68,7 @@ pub struct LoadArgs {
     pub sink: SinkDbArgs,
 }
 
-/// The result of a load run; `ok` is false when the sink does not equal the source.
-pub struct LoadReport {
-    pub text: String,
-    pub ok: bool,
-}
+pub use kafkube_load::LoadReport;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {

@@ -21,7 +21,7 @@ pub struct LoadArgs {
     pub requests: u64,
 
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = kafkube_core::args::at_least_one())]
     pub concurrency: usize,
 
     /// Length of each request's random `data`, in characters.
@@ -29,11 +29,7 @@ pub struct LoadArgs {
     pub size: usize,
 }
 
-/// The result of a load run; `ok` is false on a wrong hash or any failed request.
-pub struct LoadReport {
-    pub text: String,
-    pub ok: bool,
-}
+pub use kafkube_load::LoadReport;
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     if args.requests == 0 {

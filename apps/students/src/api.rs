@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kafkube_core::Shutdown;
 use kafkube_http::{Json, Path, Query, ServiceError, error_response, finish_router, ops_router};
 use kafkube_outbox::{Notifier, Relay};
 use kafkube_runtime::{Context, Running, Service, ServiceInfo, base_url};
@@ -222,17 +221,9 @@ impl Service<StudentsArgs> for StudentsApi {
         let serve = ctx.serve(server, router);
         // The relay stops only after the server has finished its in-flight requests, so their
         // events are published in its final pass.
-        let intake = async move {
-            let relay_stop = Shutdown::new();
-            let relay = tokio::spawn(relay.run(relay_stop.clone()));
-            let served = serve.await;
-            relay_stop.trigger();
-            relay.await?;
-            served
-        };
         Ok(Running::new(readiness)
             .http(addr)
             .summary(format!("{}/api/mahasiswa", base_url(addr)))
-            .intake(intake))
+            .intake(relay.alongside(serve)))
     }
 }

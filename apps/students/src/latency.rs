@@ -44,7 +44,7 @@ pub struct LatencyArgs {
     pub duration: Option<Duration>,
 
     /// Requests in flight at most.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = kafkube_core::args::at_least_one())]
     pub concurrency: usize,
 
     /// How long to wait for the last events to reach `event_logs`.

@@ -112,6 +112,7 @@ fn text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, St
     if v.chars().count() > max {
         return Err(format!("`{field}` is longer than {max} characters"));
     }
+    kafkube_store::storable::text(v).map_err(|why| format!("`{field}` {why}"))?;
     Ok(Some(v.to_owned()))
 }
 

@@ -19,6 +19,10 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", value_name = "HOSTS")]
     pub brokers: Option<String>,
 
+    /// The restaurants seed's name for the bootstrap servers, used when `KAFKA_BROKERS` is unset.
+    #[arg(long = "bootstrap-svr", env = "BOOTSTRAP_SVR", value_name = "HOSTS", hide = true)]
+    pub bootstrap_svr: Option<String>,
+
     /// How long a produced message may wait for the broker before it counts as failed, in seconds
     /// (librdkafka `message.timeout.ms`). Failed outbox sends are retried, never dropped.
     #[arg(
@@ -431,14 +435,15 @@ impl Cluster {
     /// Uses `args.brokers` when given; otherwise starts an embedded broker if `embedded_allowed`,
     /// else fails with an error that says what to set.
     pub fn resolve(args: &KafkaArgs, embedded_allowed: bool) -> Result<Self> {
-        match &args.brokers {
+        match args.brokers.as_ref().or(args.bootstrap_svr.as_ref()) {
             Some(brokers) => Ok(Self {
                 config: KafkaConfig::from_args(args, brokers.clone())?,
                 embedded: None,
             }),
             None if embedded_allowed => Self::embedded(args, 1),
             None => Err(BusError::Config(
-                "no broker given: set KAFKA_BROKERS (or --kafka-brokers); `kafkube up` and                  `kafkube broker` run an embedded one"
+                "no broker given: set KAFKA_BROKERS (or --kafka-brokers); `kafkube up` and \
+                 `kafkube broker` run an embedded one"
                     .into(),
             )),
         }
@@ -477,6 +482,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_restaurants_seeds_bootstrap_svr_names_the_brokers_when_kafka_brokers_does_not() {
+        let seed = KafkaArgs {
+            bootstrap_svr: Some("kafka:9092".into()),
+            ..KafkaArgs::default()
+        };
+        let cluster = Cluster::resolve(&seed, false).expect("BOOTSTRAP_SVR is enough");
+        assert_eq!(cluster.bootstrap_servers(), "kafka:9092");
+        let both = KafkaArgs {
+            brokers: Some("b:9092".into()),
+            ..seed
+        };
+        assert_eq!(
+            Cluster::resolve(&both, false).expect("valid").bootstrap_servers(),
+            "b:9092"
+        );
+        assert!(Cluster::resolve(&KafkaArgs::default(), false).is_err());
+    }
+
+    #[test]
     fn user_options_override_defaults() {
         let args = KafkaArgs {
             brokers: Some("b:9092".into()),
@@ -484,6 +508,7 @@ mod tests {
             session_timeout_ms: 6000,
             options: vec![("linger.ms".into(), "20".into())],
             security: KafkaSecurityArgs::default(),
+            ..KafkaArgs::default()
         };
         let cfg = KafkaConfig::from_args(&args, "b:9092").expect("valid");
         let p = cfg.producer_config();
@@ -511,6 +536,7 @@ mod tests {
                 ca: Some(ca),
                 ..KafkaSecurityArgs::default()
             },
+            ..KafkaArgs::default()
         }
     }
 

@@ -16,6 +16,10 @@ pub enum BusError {
     Embedded(String),
     #[error("shutting down")]
     Shutdown,
+    /// No broker connection could be made; the text says where and why, when known
+    /// (`" at 127.0.0.1:9092: Connection refused"`).
+    #[error("cannot reach Kafka{0}")]
+    Unreachable(String),
 }
 
 impl BusError {
@@ -24,6 +28,7 @@ impl BusError {
     pub fn is_unreachable(&self) -> bool {
         let code = match self {
             Self::Kafka(e) | Self::Delivery { source: e, .. } => e.rdkafka_error_code(),
+            Self::Unreachable(_) => return true,
             _ => None,
         };
         matches!(

@@ -53,9 +53,9 @@ impl Link {
             }
             *now = up;
             if up {
-                tracing::info!("Kafka broker reachable again");
+                reach::reachable();
             } else {
-                tracing::warn!("Kafka broker unreachable");
+                reach::unreachable();
             }
             metrics::gauge!("kafkube_kafka_broker_up").set(if up { 1.0 } else { 0.0 });
             true
@@ -82,7 +82,7 @@ struct BrokerStats {
 
 impl ClientContext for LinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::consumer::log_librdkafka(level, fac, message);
+        log_librdkafka(level, fac, message);
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
@@ -95,7 +95,154 @@ impl ClientContext for LinkContext {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.link.set(false);
         }
-        tracing::debug!(target: "librdkafka", error = %error, "{reason}");
+        error_librdkafka(&error, reason);
+    }
+}
+
+/// librdkafka's log lines, into `tracing` under the `librdkafka` target. A failed broker
+/// connection (`FAIL`) is not logged one by one (librdkafka retries every few hundred
+/// milliseconds, per client): [`reach`] says once that the broker cannot be reached, and why.
+pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    use RDKafkaLogLevel as L;
+    if fac == "FAIL" {
+        reach::failure(message);
+        tracing::debug!(target: "librdkafka", fac, "{message}");
+        return;
+    }
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+        L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
+
+/// librdkafka's client-wide errors: a broker that cannot be reached goes to [`reach`]; others
+/// are logged.
+pub(crate) fn error_librdkafka(error: &KafkaError, reason: &str) {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::AllBrokersDown) => reach::unreachable(),
+        Some(code) if is_connection_error(code) => {
+            tracing::debug!(target: "librdkafka", error = %error, "{reason}");
+        }
+        _ => tracing::warn!(target: "librdkafka", error = %error, "{reason}"),
+    }
+}
+
+/// Errors that only say a broker connection failed (reported once, by [`reach`]).
+pub(crate) fn is_connection_error(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::BrokerNotAvailable
+    )
+}
+
+/// One account per process of a Kafka that cannot be reached, however many clients see it:
+/// the first time with the cause ("cannot reach Kafka at 127.0.0.1:9092: Connection refused"),
+/// a reminder every 30 seconds while it lasts, and the recovery.
+pub(crate) mod reach {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    const REMIND_EVERY: Duration = Duration::from_secs(30);
+
+    #[derive(Default)]
+    struct State {
+        /// The last connection failure librdkafka logged: (broker, cause).
+        last_failure: Option<(String, String)>,
+        /// Since when, and when it was last said.
+        down: Option<(Instant, Instant)>,
+    }
+
+    static STATE: Mutex<State> = Mutex::new(State {
+        last_failure: None,
+        down: None,
+    });
+
+    fn state() -> std::sync::MutexGuard<'static, State> {
+        STATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A connection failure as librdkafka logs it, e.g. `127.0.0.1:1/bootstrap: Connect to
+    /// ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)`.
+    pub(crate) fn failure(message: &str) {
+        let parsed = parse(message);
+        let mut s = state();
+        s.last_failure = Some(parsed);
+        remind(&mut s);
+    }
+
+    /// No broker connection is up.
+    pub(crate) fn unreachable() {
+        let mut s = state();
+        if s.down.is_none() {
+            let now = Instant::now();
+            s.down = Some((now, now));
+            tracing::warn!(
+                "cannot reach Kafka{}; retrying (/ready answers 503 until it is back)",
+                describe(s.last_failure.as_ref())
+            );
+        } else {
+            remind(&mut s);
+        }
+    }
+
+    /// A broker connection is up again.
+    pub(crate) fn reachable() {
+        let mut s = state();
+        if let Some((since, _)) = s.down.take() {
+            tracing::info!("Kafka is reachable again (after {:.0?})", since.elapsed());
+        }
+        s.last_failure = None;
+    }
+
+    /// `" at BROKER: CAUSE"` of the last connection failure, or nothing.
+    pub(crate) fn last_failure() -> String {
+        describe(state().last_failure.as_ref())
+    }
+
+    fn remind(s: &mut State) {
+        if let Some((since, said)) = &mut s.down
+            && said.elapsed() >= REMIND_EVERY
+        {
+            *said = Instant::now();
+            let since = *since;
+            tracing::warn!(
+                "still cannot reach Kafka{} (for {:.0?})",
+                describe(s.last_failure.as_ref()),
+                since.elapsed()
+            );
+        }
+    }
+
+    fn describe(failure: Option<&(String, String)>) -> String {
+        match failure {
+            Some((broker, cause)) => format!(" at {broker}: {cause}"),
+            None => String::new(),
+        }
+    }
+
+    /// `(broker, cause)`: `("127.0.0.1:1", "Connection refused")`.
+    pub(super) fn parse(message: &str) -> (String, String) {
+        // `[thrd:127.0.0.1:1/bootstrap]: ` first, from some librdkafka versions.
+        let message = match message.strip_prefix("[thrd:").and_then(|m| m.split_once("]: ")) {
+            Some((_, rest)) => rest,
+            None => message,
+        };
+        let (broker, rest) = message.split_once(": ").unwrap_or(("", message));
+        // `host:port/bootstrap` or `host:port/1`: the address.
+        let broker = broker.rsplit_once('/').map_or(broker, |(addr, _)| addr);
+        // librdkafka's timing suffix says nothing to a user.
+        let rest = rest.split(" (after ").next().unwrap_or(rest);
+        // `Connect to ipv4#127.0.0.1:1 failed: Connection refused`: the address is said already.
+        let cause = match rest.strip_prefix("Connect to ").and_then(|r| r.split_once(" failed: ")) {
+            Some((_, why)) => why,
+            None => rest,
+        };
+        (broker.to_owned(), cause.trim().to_owned())
     }
 }
 
@@ -116,6 +263,38 @@ mod tests {
         link.set(false);
         waiter.await.expect("waiter");
         assert!(!link.is_up());
+    }
+
+    #[test]
+    fn a_connection_failure_reads_as_broker_and_cause() {
+        for (message, broker, cause) in [
+            (
+                "[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)",
+                "127.0.0.1:1",
+                "Connection refused",
+            ),
+            (
+                "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)",
+                "127.0.0.1:1",
+                "Connection refused",
+            ),
+            (
+                "kafka:9092/bootstrap: Failed to resolve 'kafka:9092': Name or service not known (after 3ms in state CONNECT)",
+                "kafka:9092",
+                "Failed to resolve 'kafka:9092': Name or service not known",
+            ),
+            (
+                "kafka-0:9093/1: SSL handshake failed: certificate verify failed (after 5ms in state SSL_HANDSHAKE)",
+                "kafka-0:9093",
+                "SSL handshake failed: certificate verify failed",
+            ),
+        ] {
+            assert_eq!(
+                reach::parse(message),
+                (broker.to_owned(), cause.to_owned()),
+                "{message}"
+            );
+        }
     }
 
     #[test]

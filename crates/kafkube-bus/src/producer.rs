@@ -171,6 +171,11 @@ impl Producer {
         tokio::task::spawn_blocking(move || inner.client().fetch_metadata(None, timeout).map(drop))
             .await
             .map_err(|e| BusError::Config(format!("metadata task failed: {e}")))?
-            .map_err(Into::into)
+            .map_err(|e| match e.rdkafka_error_code() {
+                Some(code) if crate::link::is_connection_error(code) => {
+                    BusError::Unreachable(crate::link::reach::last_failure())
+                }
+                _ => e.into(),
+            })
     }
 }

@@ -54,7 +54,7 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         crate::Probe::Unreachable(why) => {
             // Asking again to create them would only wait longer. Services start anyway and
             // wait for the broker; their clients ask for auto-creation once it answers.
-            tracing::warn!(brokers = %config.brokers, "cannot reach Kafka ({why}); topics not checked or created");
+            tracing::warn!(brokers = %config.brokers, "topics not checked or created: no answer from Kafka ({why}); clients ask for them once it answers");
             return Ok(());
         }
     };

@@ -23,7 +23,14 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init(),
+        // Colours only on a terminal: not in log files or a collector's capture.
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_target(true)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
+            .try_init(),
         LogFormat::Json => registry.with(fmt::layer().json().with_current_span(false)).try_init(),
     };
     // Err only means a subscriber is already installed (a second `init` in one test binary).

@@ -199,6 +199,9 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().contains("%00") {
+            return Err(nul_rejection("path parameters"));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Self(v)),
             Err(r) => Err(path_rejection(r)),
@@ -225,11 +228,23 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(nul_rejection("query parameters"));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
             Err(r) => Err(query_rejection(r)),
         }
     }
+}
+
+/// A NUL character (`%00`) in the URL: no backend stores it, and PostgreSQL refuses it even in a
+/// lookup, so it is refused here, the same on every backend (see `kafkube_store::storable`).
+fn nul_rejection(what: &str) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        format!("{what} must not contain the NUL character (%00)"),
+    )
 }
 
 fn query_rejection(r: QueryRejection) -> Response {

@@ -89,8 +89,16 @@ impl HttpServer {
 
     /// Serves until `shutdown` trips, then stops accepting and finishes in-flight requests.
     pub async fn serve(self, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
+        use axum::serve::ListenerExt as _;
         tracing::info!(addr = %self.addr, "listening");
-        axum::serve(self.listener, router)
+        // Small writes go out at once: a live stream's events (SSE) and a response written in
+        // parts must not wait for the client's delayed ACK (Nagle's algorithm, ~40 ms).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
     }

@@ -13,6 +13,13 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 pub use indicatif::{ProgressBar, ProgressStyle};
 
+/// What a `kafkube load …` command prints, and whether its checks passed (the exit code).
+#[derive(Debug)]
+pub struct LoadReport {
+    pub text: String,
+    pub ok: bool,
+}
+
 /// What a load run measured.
 #[derive(Debug)]
 pub struct Summary {

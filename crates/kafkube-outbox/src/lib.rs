@@ -36,16 +36,32 @@ pub fn migrations() -> Migrations {
 /// Writes `msg` to the outbox inside `tx`. It is published after `tx` commits, never before and
 /// never if it rolls back.
 pub async fn enqueue(tx: &mut Tx, msg: &Outgoing) -> Result<(), StoreError> {
-    let headers = encode_headers(&msg.headers);
-    on_tx!(tx, conn => {
-        sqlx::query("INSERT INTO kafkube_outbox (topic, msg_key, payload, headers) VALUES ($1, $2, $3, $4)")
-            .bind(&msg.topic)
-            .bind(msg.key.as_deref())
-            .bind(msg.payload.as_slice())
-            .bind(&headers)
-            .execute(&mut *conn)
-            .await?;
-    });
+    enqueue_many(tx, std::slice::from_ref(msg)).await
+}
+
+/// Rows per INSERT statement in [`enqueue_many`] (4 parameters a row; SQLite takes 32,766).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// [`enqueue`] for several messages (a group commit's orders): multi-row INSERTs, published in
+/// the order given.
+pub async fn enqueue_many(tx: &mut Tx, msgs: &[Outgoing]) -> Result<(), StoreError> {
+    if msgs.is_empty() {
+        return Ok(());
+    }
+    let headers: Vec<String> = msgs.iter().map(|m| encode_headers(&m.headers)).collect();
+    let rows: Vec<(&Outgoing, &String)> = msgs.iter().zip(&headers).collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        on_tx!(&mut *tx, conn => {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO kafkube_outbox (topic, msg_key, payload, headers) ");
+            q.push_values(chunk, |mut b, (msg, headers)| {
+                b.push_bind(&msg.topic)
+                    .push_bind(msg.key.as_deref())
+                    .push_bind(msg.payload.as_slice())
+                    .push_bind(*headers);
+            });
+            q.build().execute(&mut *conn).await?;
+        });
+    }
     if let Tx::Postgres(t) = tx {
         // Delivered at commit, to relays in other processes.
         sqlx::query("SELECT pg_notify($1, '')")
@@ -109,6 +125,22 @@ impl Relay {
     /// Rows not yet published.
     pub async fn pending(&self) -> Result<i64, StoreError> {
         pending(&self.db).await
+    }
+
+    /// Runs the relay for as long as `intake` (an HTTP server) runs, then lets it make its last
+    /// pass, so the events of the requests the server finished are published too. Returns what
+    /// `intake` returned.
+    pub async fn alongside<T>(self, intake: impl Future<Output = T>) -> T {
+        let stop = Shutdown::new();
+        let (out, ()) = tokio::join!(
+            async {
+                let out = intake.await;
+                stop.trigger();
+                out
+            },
+            self.run(stop.clone())
+        );
+        out
     }
 
     /// Publishes until `shutdown` trips, then makes a last pass so that whatever was committed

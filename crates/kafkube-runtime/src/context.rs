@@ -90,8 +90,17 @@ impl Context {
         runner: ConsumerRunner<H>,
     ) -> impl Future<Output = anyhow::Result<()>> + use<H> {
         let (hard, drain) = (self.stops.hard.clone(), self.stops.drain.clone());
+        let group = runner.group().to_owned();
         async move {
-            runner.run_until_drained(hard, drain).await?;
+            let stats = runner.run_until_drained(hard, drain).await?;
+            // Only a drain cut short leaves records (a plain stop leaves them to the broker and
+            // the group's next member, and says nothing).
+            anyhow::ensure!(
+                stats.left == 0,
+                "stopped with {} record(s) of group {group} not handled (the embedded broker keeps nothing: \
+                 they are lost; on a real Kafka the group resumes with them)",
+                stats.left
+            );
             Ok(())
         }
     }

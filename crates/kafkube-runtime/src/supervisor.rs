@@ -121,12 +121,31 @@ pub struct Report {
 /// Runs services until a signal, then drains them in order.
 #[derive(Clone, Debug)]
 pub struct Supervisor {
-    /// `Some`: after intake, consumers keep going until caught up, for at most this long (`up`,
-    /// whose embedded broker dies with the process). `None`: consumers stop after the batch in
-    /// hand (`serve`: the broker keeps what is left for the next replica).
-    pub drain_timeout: Option<Duration>,
+    /// What the consumers do on the first signal.
+    pub stop: StopMode,
     /// `serve`: the port of `/health`, `/ready` and `/metrics` for a service without an HTTP API.
-    pub ops_port: Option<u16>,
+    pub ops_port: Option<OpsPort>,
+}
+
+/// How consumers stop on the first signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// After the batch in hand (`serve`: the broker keeps what is left for the next replica).
+    Now,
+    /// Once caught up (`up`, whose embedded broker dies with the process): with `None` for as
+    /// long as it takes, each consumer saying what it waits for, until a second signal; with a
+    /// limit, at most that long. Records left either way are counted and fail the run.
+    Drain(Option<Duration>),
+}
+
+/// The port of `/health`, `/ready` and `/metrics` for a service without an HTTP API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpsPort {
+    /// This one, or fail (`OPS_PORT` given; 0 is any free port).
+    Exactly(u16),
+    /// This one, or any free port when it is taken: the default, so that several replicas of a
+    /// consumer run side by side on one machine (in Kubernetes each pod has the port to itself).
+    Preferably(u16),
 }
 
 impl Supervisor {
@@ -177,14 +196,22 @@ impl Supervisor {
         stops.intake.cancelled().await;
 
         let mut ok = !failed.load(Ordering::SeqCst);
-        let deadline = Instant::now() + self.drain_timeout.unwrap_or(Duration::from_secs(30));
+        // In-flight requests get 30 s.
+        let deadline = Instant::now() + Duration::from_secs(30);
         for l in &mut launched {
             ok &= report(bounded(deadline, &stops, l.join_intake()).await);
         }
-        match self.drain_timeout {
-            Some(_) => stops.drain.trigger(),
-            None => stops.hard.trigger(),
-        }
+        let deadline = match self.stop {
+            StopMode::Now => {
+                stops.hard.trigger();
+                deadline
+            }
+            StopMode::Drain(limit) => {
+                stops.drain.trigger();
+                // No limit: until caught up, or the second signal.
+                Instant::now() + limit.unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600))
+            }
+        };
         for l in &mut launched {
             ok &= report(bounded(deadline, &stops, l.join_consumer()).await);
         }
@@ -268,12 +295,38 @@ async fn wait_ready(launched: &[Launched]) {
     }
 }
 
-async fn ops_server(port: u16, readiness: Readiness, stops: &Stops) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
+async fn ops_server(
+    port: OpsPort,
+    readiness: Readiness,
+    stops: &Stops,
+) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
     let router = finish_router(ops_router(json!({"status": "ok"}), readiness), 16 * 1024);
-    let addr = SocketAddr::from(([0, 0, 0, 0], port));
-    let server = kafkube_http::HttpServer::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for /health, /ready and /metrics (set OPS_PORT)"))?;
+    let bind = |port: u16| kafkube_http::HttpServer::bind(SocketAddr::from(([0, 0, 0, 0], port)));
+    let server = match port {
+        OpsPort::Exactly(p) => bind(p).await.with_context(|| {
+            format!(
+                "cannot listen on port {p} (OPS_PORT) for /health, /ready and /metrics; \
+                 set OPS_PORT to a free port, or to 0 for any"
+            )
+        })?,
+        OpsPort::Preferably(p) => match bind(p).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                let server = bind(0)
+                    .await
+                    .context("cannot listen on any port for /health, /ready and /metrics")?;
+                tracing::warn!(
+                    "port {p} is taken (another replica on this machine?): /health, /ready and /metrics \
+                     are on port {} instead; set OPS_PORT to choose",
+                    server.local_addr().port()
+                );
+                server
+            }
+            other => other.with_context(|| {
+                format!("cannot listen on port {p} for /health, /ready and /metrics; set OPS_PORT to a free port")
+            })?,
+        },
+    };
+    tracing::info!("/health, /ready and /metrics on port {}", server.local_addr().port());
     // Probes keep answering while the consumers drain.
     Ok(tokio::spawn(server.serve(router, stops.hard.clone())))
 }

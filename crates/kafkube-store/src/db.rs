@@ -1,7 +1,7 @@
 //! The [`Db`] handle: a pool per backend, migrations, transactions.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use kafkube_core::{Backoff, Shutdown};
@@ -83,8 +83,8 @@ pub struct Migrations {
 }
 
 impl Db {
-    /// Connects to `url`: `sqlite:PATH` / `sqlite://PATH` (the file and its directory are
-    /// created), `sqlite::memory:`, or `postgres://…` / `postgresql://…`.
+    /// Connects to `url`: `sqlite:PATH` / `sqlite://PATH` (the file is created, and its
+    /// directory when it is under ./data), `sqlite::memory:`, or `postgres://…` / `postgresql://…`.
     pub async fn connect(url: &str, args: &DbArgs) -> Result<Self> {
         let acquire = Duration::from_millis(args.acquire_timeout_ms);
         match Backend::of_url(url)? {
@@ -96,8 +96,22 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
-                if let Some(dir) = opts.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| url_error(url, e))?;
+                // The default directory, ./data, is created; any other must exist (a typo in a
+                // path must not leave directories around the file system).
+                if let Some(dir) = opts.get_filename().parent().filter(|d| !d.as_os_str().is_empty())
+                    && !dir.is_dir()
+                {
+                    if dir.starts_with("data") || dir.starts_with("./data") {
+                        std::fs::create_dir_all(dir).map_err(|e| url_error(url, e))?;
+                    } else {
+                        return Err(url_error(
+                            url,
+                            format!(
+                                "the directory {} does not exist; create it first (only ./data is created for you)",
+                                dir.display()
+                            ),
+                        ));
+                    }
                 }
                 let pool = SqlitePoolOptions::new()
                     .max_connections(args.max_connections.max(1))
@@ -108,6 +122,13 @@ impl Db {
             }
             Backend::Postgres => {
                 let opts = PgConnectOptions::from_str(url).map_err(|e| url_error(url, e))?;
+                // One connection first: a pool that cannot connect only says "pool timed out",
+                // and the cause (connection refused, no such database, bad password) is lost.
+                match tokio::time::timeout(acquire, sqlx::ConnectOptions::connect(&opts)).await {
+                    Ok(Ok(conn)) => drop(sqlx::Connection::close(conn).await),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(args.max_connections.max(1))
                     .acquire_timeout(acquire)
@@ -123,11 +144,34 @@ impl Db {
     /// non-transient error such as a bad URL or bad credentials.
     pub async fn connect_with_retry(url: &str, args: &DbArgs, shutdown: &Shutdown) -> Result<Self> {
         let mut backoff = Backoff::outage();
+        // Said once, again when the cause changes, and every 30 s while it lasts.
+        let mut said: Option<(String, Instant)> = None;
+        let started = Instant::now();
         loop {
             match Self::connect(url, args).await {
-                Ok(db) => return Ok(db),
+                Ok(db) => {
+                    if said.is_some() {
+                        tracing::info!("database {} reachable (after {:.0?})", redact(url), started.elapsed());
+                    }
+                    return Ok(db);
+                }
                 Err(e) if e.is_transient() => {
-                    tracing::warn!(database = %redact(url), error = %e, "database unreachable; retrying");
+                    let text = e.to_string();
+                    let due = said
+                        .as_ref()
+                        .is_none_or(|(before, at)| *before != text || at.elapsed() >= Duration::from_secs(30));
+                    if due {
+                        if said.is_none() {
+                            tracing::warn!("cannot reach the database {}: {text}; retrying", redact(url));
+                        } else {
+                            tracing::warn!(
+                                "still cannot reach the database {} (for {:.0?}): {text}",
+                                redact(url),
+                                started.elapsed()
+                            );
+                        }
+                        said = Some((text, Instant::now()));
+                    }
                     if !backoff.wait(shutdown).await {
                         return Err(e);
                     }

@@ -6,12 +6,30 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlx(#[from] sqlx::Error),
+    /// The database's own message (`database "x" does not exist`, `Connection refused`), once:
+    /// sqlx's errors repeat their source in their text, so the source is not chained.
+    #[error("database error: {}", cause(.0))]
+    Sqlx(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database URL `{url}`: {reason}")]
     Url { url: String, reason: String },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sqlx(e)
+    }
+}
+
+/// What went wrong, without sqlx's wrapping ("error returned from database: …",
+/// "error communicating with database: …").
+fn cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl StoreError {

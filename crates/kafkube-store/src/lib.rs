@@ -8,10 +8,13 @@
 
 pub mod db;
 mod error;
+mod group;
+pub mod storable;
 mod url;
 
 pub use db::{Backend, Db, DbArgs, Migrations, Tx};
 pub use error::{Result, StoreError};
+pub use group::{GroupCommit, GroupOptions, GroupWrite};
 pub use url::DatabaseUrl;
 
 /// Re-exported so apps name one sqlx.

@@ -60,6 +60,7 @@ impl TestKafka {
                     session_timeout_ms: 6000,
                     options: Vec::new(),
                     security: security.clone(),
+                    ..KafkaArgs::default()
                 };
                 let config = KafkaConfig::from_args(&args, b).expect("KAFKUBE_TEST_KAFKA_* settings");
                 (config, None)
@@ -87,6 +88,7 @@ impl TestKafka {
             session_timeout_ms: 6000,
             options: Vec::new(),
             security: self.security.clone(),
+            ..KafkaArgs::default()
         }
     }
 

@@ -9,6 +9,7 @@
 //! - MySQL/MariaDB: `KAFKUBE_TEST_MYSQL_URL` (default `mysql://kafkube:kafkube@127.0.0.1:23306`, the
 //!   private MariaDB `scripts/test` starts with `scripts/mariadb`), a database per test.
 //! - SQLite: a file in a fresh temporary directory.
+//! - SMTP: [`TestSmtp`], a real SMTP server (aiosmtpd) on a free port, with what it received.
 //!
 //! No test is skipped for want of PostgreSQL: a missing server is a failure that says what to do.
 //!
@@ -22,6 +23,7 @@ mod http;
 mod kafka;
 mod mysql;
 mod service;
+mod smtp;
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,19 @@ pub use kafka::{ReadRecord, TestKafka};
 pub use kafkube_store::Backend;
 pub use mysql::{TestMySql, mysql_url};
 pub use service::{Spawned, spawn};
+pub use smtp::{ReceivedMail, TestSmtp};
+
+/// Shows the services' logs in the test's output (captured unless `--nocapture`, printed for a
+/// failed test), filtered by `RUST_LOG` (default `warn`). For tests where a failure is only
+/// understood with the services' own account of it; once per test binary.
+pub fn show_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
 
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {

@@ -8,6 +8,7 @@ pub static APPS: &[&dyn AppEntry] = &[
     &kafkube_aggregator::Aggregator,
     &kafkube_hash::Hash,
     &kafkube_etl::Etl,
+    &kafkube_restaurants::Restaurants,
 ];
 
 /// `--help` text listing every app and its services.

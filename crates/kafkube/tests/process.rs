@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Guard, kafkube, scalar, signal};
+use common::{Guard, free_port, kafkube, scalar, signal, spawn_reading};
 use kafkube_bus::{Outgoing, Producer};
 use kafkube_store::{Db, DbArgs};
 use kafkube_testkit::{TestDb, TestKafka, eventually, unique};
@@ -451,10 +451,264 @@ async fn the_broker_alone_serves_separate_processes() {
     assert!(!file.exists(), "the bootstrap file is removed on exit");
 }
 
+/// The README's scale-out: several `kafkube serve hash-processor` on one machine without
+/// `OPS_PORT`. The first takes the default ops port (9090) unless something else has it; every
+/// other one says the port is taken and serves `/health`, `/ready` and `/metrics` on a free port.
+/// An `OPS_PORT` that is taken is an error naming the port and the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_replicas_on_one_machine_each_find_an_ops_port() {
+    let kafka = TestKafka::start();
+    let requests = kafka.topic("hash_requests", 4).await;
+    let responses = kafka.topic("hash_responses", 4).await;
+    let group = unique("processors");
+    let start = |ops_port: Option<u16>| {
+        let mut c = kafkube();
+        c.args(["serve", "hash-processor"])
+            .envs(kafka.client_env())
+            .env("RUST_LOG", "kafkube_runtime=info,warn")
+            .env("KAFKA_REQUEST_TOPIC", &requests)
+            .env("KAFKA_RESPONSE_TOPIC", &responses)
+            .env("SERVICE_2_GROUP_ID", &group);
+        if let Some(p) = ops_port {
+            c.env("OPS_PORT", p.to_string());
+        }
+        spawn_reading(&mut c)
+    };
+    // The port each one announces (after a warning when the default was taken).
+    let ops_port = |rx: &std::sync::mpsc::Receiver<String>| {
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if let Some(port) = line.split("/health, /ready and /metrics on port ").nth(1) {
+                return (port.trim().parse::<u16>().unwrap(), lines);
+            }
+            lines.push(line);
+        }
+        panic!("no ops port announced: {lines:?}");
+    };
+    let (_a, a_out) = start(None);
+    let (a_port, _) = ops_port(&a_out);
+    let (_b, b_out) = start(None);
+    let (b_port, b_lines) = ops_port(&b_out);
+    assert_ne!(a_port, b_port);
+    if a_port == 9090 {
+        assert!(
+            b_lines
+                .iter()
+                .any(|l| l.contains("port 9090 is taken") && l.contains("OPS_PORT")),
+            "{b_lines:?}"
+        );
+    }
+    for port in [a_port, b_port] {
+        let ready = eventually(Duration::from_secs(30), || async move {
+            let res = reqwest::get(format!("http://127.0.0.1:{port}/ready")).await.ok()?;
+            res.status().is_success().then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "port {port} answers /ready");
+    }
+
+    let (mut c, c_out) = start(Some(a_port));
+    let status = tokio::task::spawn_blocking(move || c.0.wait().unwrap()).await.unwrap();
+    assert!(!status.success());
+    let said: Vec<String> = c_out.try_iter().collect();
+    assert!(
+        said.iter()
+            .any(|l| l.contains(&format!("cannot listen on port {a_port} (OPS_PORT)"))),
+        "{said:?}"
+    );
+}
+
+/// `serve` with `KAFKA_BROKERS` at a port where nothing listens: one clear line that says where
+/// and why (not librdkafka's retries, a hundred lines a second), `/ready` 503 with the same
+/// cause, and Ctrl-C within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_that_is_not_there_is_said_once_clearly() {
+    let (closed, port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, rx) = spawn_reading(
+        kafkube()
+            .args(["serve", "aggregator"])
+            .current_dir(dir.path())
+            .env("KAFKA_BROKERS", format!("127.0.0.1:{closed}"))
+            .env("RUST_LOG", "info")
+            .env("AGGREGATOR_HOST", "127.0.0.1")
+            .env("AGGREGATOR_PORT", port.to_string()),
+    );
+    let ready = eventually(Duration::from_secs(30), || async {
+        let res = reqwest::get(format!("http://127.0.0.1:{port}/ready")).await.ok()?;
+        Some((res.status().as_u16(), res.json::<serde_json::Value>().await.ok()?))
+    })
+    .await
+    .expect("the API answers while Kafka is away");
+    let cause = format!("cannot reach Kafka at 127.0.0.1:{closed}: Connection refused");
+    assert_eq!(ready.0, 503);
+    assert_eq!(ready.1["checks"]["kafka"]["error"], cause.as_str(), "{}", ready.1);
+    // Several seconds of librdkafka retrying, for three clients.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    signal(&child.0, "-INT");
+    let stopping = Instant::now();
+    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
+    let stop_took = stopping.elapsed();
+    let lines: Vec<String> = rx.try_iter().collect();
+    // Once in the log; the readiness report ("still waiting … for") quotes it every 5 s.
+    let said = lines
+        .iter()
+        .filter(|l| l.contains(&cause) && !l.starts_with("still waiting"))
+        .count();
+    assert_eq!(said, 1, "said once: {lines:#?}");
+    assert!(lines.len() < 30, "{} lines: {lines:#?}", lines.len());
+    assert!(!lines.iter().any(|l| l.contains("librdkafka")), "{lines:#?}");
+    assert!(status.success(), "{status:?}");
+    assert!(stop_took < Duration::from_secs(10), "Ctrl-C took {stop_took:?}");
+}
+
+/// A database that is not there: the cause, said once while `serve` waits for it (connection
+/// refused — not sqlx's "pool timed out", not a line per retry); a database that does not exist
+/// or an SQLite directory that does not exist: the cause, and `serve` exits non-zero. No
+/// directory is created outside ./data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_not_there_is_said_once_with_its_cause() {
+    let kafka = TestKafka::start();
+    let dir = tempfile::tempdir().unwrap();
+    let students = |url: &str| {
+        let mut c = kafkube();
+        c.args(["serve", "students-api"])
+            .current_dir(dir.path())
+            .envs(kafka.client_env())
+            .env("RUST_LOG", "info")
+            .env("DATABASE_URL", url)
+            .env("PORT", free_port().to_string());
+        c
+    };
+    // Unreachable: waits, saying why once.
+    let closed = free_port();
+    let (mut child, rx) = spawn_reading(&mut students(&format!("postgres://postgres@127.0.0.1:{closed}/x")));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    signal(&child.0, "-INT");
+    let _ = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
+    let lines: Vec<String> = rx.try_iter().collect();
+    let said: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("cannot reach the database"))
+        .collect();
+    assert_eq!(said.len(), 1, "{lines:#?}");
+    assert!(said[0].contains("Connection refused"), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("pool timed out")), "{lines:#?}");
+
+    // No such database, no such directory: the cause, once, and a failed start.
+    let missing = format!("kafkube_missing_{}", unique("db"));
+    let base = kafkube_testkit::postgres_url();
+    let no_db = format!("{}/{missing}", base.rsplit_once('/').unwrap().0);
+    let no_dir = format!("sqlite:{}/no/such/dir/x.db", dir.path().display());
+    for (url, cause) in [
+        (no_db.as_str(), format!("database \"{missing}\" does not exist")),
+        (
+            no_dir.as_str(),
+            format!("the directory {}/no/such/dir does not exist", dir.path().display()),
+        ),
+    ] {
+        let out = tokio::task::spawn_blocking({
+            let mut c = students(url);
+            move || c.output().unwrap()
+        })
+        .await
+        .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}");
+        assert_eq!(text.matches(&cause).count(), 1, "{cause}: {text}");
+    }
+    assert!(!dir.path().join("no").exists(), "no directory created outside ./data");
+}
+
+/// Ctrl-C while the log database is down: `up` does not stop silently with accepted events
+/// unlogged. It waits, saying which group waits for how many records; once the database is back
+/// every event is logged and `up` exits 0. A second Ctrl-C instead abandons them: exit status 1,
+/// and the count is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_with_the_log_database_down_loses_no_event_silently() {
+    const EVENTS: usize = 12;
+    let log_db = TestDb::postgres().await;
+    for abandon in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (guard, banner, rx) = up_in_with(dir.path(), &[("LOG_DATABASE_URL", &log_db.url)]);
+        let url = banner_url(&banner, "students-api");
+        let before = scalar(&log_db.db, "SELECT COUNT(*) FROM event_logs").await;
+        log_db.set_reachable(false).await;
+        let http = reqwest::Client::new();
+        for i in 0..EVENTS {
+            let res = http
+                .post(&url)
+                .json(&json!({"nim": format!("stop-{abandon}-{i}"), "nama": "Stop"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+        }
+        signal(&guard.0, "-INT");
+        // It says what it waits for.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        let waiting = loop {
+            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+                panic!("`up` never said what it waits for: {seen:#?}");
+            };
+            if line.contains("stopping: waiting for group") {
+                break line;
+            }
+            seen.push(line);
+        };
+        assert!(
+            waiting.contains(&format!("handle {EVENTS} more record(s)")),
+            "{waiting}"
+        );
+        let mut guard = guard;
+        assert!(guard.0.try_wait().unwrap().is_none(), "still running while it waits");
+        if abandon {
+            signal(&guard.0, "-INT");
+        } else {
+            log_db.set_reachable(true).await;
+        }
+        let (status, _guard) = tokio::task::spawn_blocking(move || (guard.0.wait().unwrap(), guard))
+            .await
+            .unwrap();
+        // The last lines may trail the exit by a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        let rest: Vec<String> = rx.try_iter().collect();
+        if abandon {
+            log_db.set_reachable(true).await;
+            assert_eq!(status.code(), Some(1), "{rest:#?}");
+            assert!(
+                rest.iter()
+                    .any(|l| l.contains(&format!("stopped with {EVENTS} record(s) of group"))),
+                "{rest:#?}"
+            );
+        } else {
+            assert!(status.success(), "{status:?}: {rest:#?}");
+            let logged = scalar(&log_db.db, "SELECT COUNT(*) FROM event_logs").await - before;
+            assert_eq!(logged, EVENTS as i64, "every accepted event logged before the exit");
+        }
+    }
+}
+
 /// Starts `kafkube up` on free ports in `dir` and returns it with the banner's lines, read up to
 /// "Press Ctrl-C" (the banner is printed once every service is ready), and the lines after it.
 fn up_in(dir: &std::path::Path) -> (Guard, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    up_in_with(dir, &[])
+}
+
+/// [`up_in`] with more environment variables; the lines after the banner include stderr's.
+fn up_in_with(dir: &std::path::Path, envs: &[(&str, &str)]) -> (Guard, Vec<String>, std::sync::mpsc::Receiver<String>) {
     let mut child = kafkube()
+        .envs(envs.iter().copied())
         .args([
             "up",
             "--students-port",
@@ -463,14 +717,27 @@ fn up_in(dir: &std::path::Path) -> (Guard, Vec<String>, std::sync::mpsc::Receive
             "0",
             "--hash-port",
             "0",
+            "--restaurants-port",
+            "0",
         ])
         .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let guard = Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let _ = tx.send(line);
+            }
+        });
+    }
     let mut banner = Vec::new();
     let mut lines = BufReader::new(stdout).lines();
     for line in lines.by_ref() {
@@ -479,7 +746,6 @@ fn up_in(dir: &std::path::Path) -> (Guard, Vec<String>, std::sync::mpsc::Receive
         banner.push(line);
         if done {
             // Keep reading, as a terminal would, so its last lines find a reader.
-            let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 for line in lines.map_while(Result::ok) {
                     let _ = tx.send(line);
@@ -513,17 +779,21 @@ async fn up_answers_every_service_as_soon_as_it_says_it_is_up() {
     let students = banner_url(&banner, "students-api");
     let aggregator = banner_url(&banner, "aggregator");
     let hash = banner_url(&banner, "hash-gateway");
+    let orders = format!("{}orders", banner_url(&banner, "restaurants"));
     let event =
         json!({"topic": "t", "event_id": "first", "timestamp": "2025-12-19T00:00:00Z", "source": "s", "payload": {}});
     let (student, data) = (json!({"nim": "first", "nama": "First"}), json!({"data": "hello world"}));
-    let (s, a, h) = tokio::join!(
+    let order = json!({"email": "first@example.com", "creditCard": "4242424242424242", "restaurant": "Sabich"});
+    let (s, a, h, o) = tokio::join!(
         kafkube_testkit::post_json(&students, &student),
         kafkube_testkit::post_json(&aggregator, &event),
         kafkube_testkit::post_json(&hash, &data),
+        kafkube_testkit::post_json(&orders, &order),
     );
     assert_eq!(s.0, 201, "students: {s:?}");
     assert_eq!(a.0, 200, "aggregator: {a:?}");
     assert_eq!(h.0, 200, "hash: {h:?}");
+    assert_eq!(o.0, 202, "restaurants: {o:?}");
     assert_eq!(
         h.1["hash"],
         "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
@@ -569,5 +839,163 @@ async fn migrate_migrates_every_app_database() {
         // Fails (the query errors) unless the table was created.
         let rows = scalar(db, &format!("SELECT COUNT(*) FROM {table}")).await;
         assert!(rows >= 0, "{table}");
+    }
+}
+
+/// The restaurants chain as three processes against a bank over HTTP; `serve
+/// restaurant-payments` is killed with SIGKILL while orders stream in, then started again. Every
+/// order is charged once (the bank makes one charge per idempotency key, so a payments service
+/// that re-keyed a retried charge would show as a second charge), reaches `email_sent` once, and
+/// has one e-mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payments_process_killed_mid_stream_charges_every_order_once() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode};
+
+    const ORDERS: usize = 300;
+    let kafka = TestKafka::start();
+    let (order, confirm, status) = (
+        kafka.topic("order", 4).await,
+        kafka.topic("order_confirm", 4).await,
+        kafka.topic("order_status", 4).await,
+    );
+    let orders_db = TestDb::postgres().await;
+    let payments_db = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mail_dir = dir.path().join("mail");
+
+    // The bank: one charge per idempotency key (asked again, it answers with the same charge),
+    // a few milliseconds per request.
+    #[derive(Default)]
+    struct Bank {
+        requests: u64,
+        /// Requests per key.
+        charges: HashMap<String, u32>,
+    }
+    let bank = Arc::new(Mutex::new(Bank::default()));
+    let state = bank.clone();
+    let app = axum::Router::new().route(
+        "/charges",
+        axum::routing::post(move |headers: HeaderMap| {
+            let state = state.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                let Some(key) = headers.get("idempotency-key").and_then(|k| k.to_str().ok()) else {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"error": "no Idempotency-Key"})),
+                    );
+                };
+                let mut b = state.lock().unwrap();
+                b.requests += 1;
+                *b.charges.entry(key.to_owned()).or_insert(0) += 1;
+                (StatusCode::CREATED, axum::Json(json!({"id": format!("ch_{key}")})))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bank_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let port = common::free_port();
+    let service = |name: &str| {
+        let mut c = kafkube();
+        c.args(["serve", name])
+            .envs(kafka.client_env())
+            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("ORDER_TOPIC", &order)
+            .env("ORDER_CONFIRM_TOPIC", &confirm)
+            .env("ORDER_STATUS_TOPIC", &status)
+            .env("ORDER_STATUS_GROUP_ID", unique("status"))
+            .env("PAYMENTS_GROUP_ID", format!("{order}-payments"))
+            .env("MAILER_GROUP_ID", unique("mailer"))
+            .env("RESTAURANTS_DATABASE_URL", &orders_db.url)
+            .env("PAYMENTS_DATABASE_URL", &payments_db.url)
+            .env(
+                "MAILER_DATABASE_URL",
+                format!("sqlite:{}", dir.path().join("mailer.db").display()),
+            )
+            .env("MAIL_DIR", &mail_dir)
+            .env("BANK_URL", &bank_url)
+            .env("RESTAURANTS_PORT", port.to_string())
+            .env("OPS_PORT", "0")
+            .current_dir(dir.path())
+            .stdout(Stdio::null());
+        Guard(c.spawn().unwrap())
+    };
+    let mut api = service("restaurants");
+    let mut payments = service("restaurant-payments");
+    let mut mailer = service("restaurant-mailer");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(60), || async {
+        let r = client.get(format!("{base}/ready")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await
+    .expect("the restaurants API gets ready");
+
+    // ~100 orders a second; payments is killed once the bank has seen a third of them.
+    let mut ids = Vec::with_capacity(ORDERS);
+    let mut killed_at = None;
+    for i in 0..ORDERS {
+        let res = client
+            .post(format!("{base}/orders"))
+            .json(&json!({"email": format!("guest{i}@example.com"), "creditCard": "4242 4242 4242 4242", "restaurant": "Sabich"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let body: serde_json::Value = res.json().await.unwrap();
+        ids.push(body["order_id"].as_str().unwrap().to_owned());
+        let charged = bank.lock().unwrap().charges.len();
+        if killed_at.is_none() && charged >= ORDERS / 3 {
+            signal(&payments.0, "-KILL");
+            let _ = payments.0.wait();
+            killed_at = Some(charged);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            payments = service("restaurant-payments");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed_at = killed_at.expect("the bank charged a third of the orders while they streamed in");
+    assert!(killed_at < ORDERS, "killed mid-stream");
+
+    let done = eventually(Duration::from_secs(120), || async {
+        let n = scalar(&orders_db.db, "SELECT COUNT(*) FROM orders WHERE status = 'email_sent'").await;
+        (n == ORDERS as i64).then_some(())
+    })
+    .await;
+    let sent = scalar(&orders_db.db, "SELECT COUNT(*) FROM orders WHERE status = 'email_sent'").await;
+    assert!(done.is_some(), "{sent} of {ORDERS} orders reached email_sent");
+
+    {
+        // A charge per key: a key that is not an order id would be a second charge of some order.
+        let b = bank.lock().unwrap();
+        for id in &ids {
+            assert!(b.charges.contains_key(id), "order {id} was charged under its id");
+        }
+        assert_eq!(b.charges.len(), ORDERS, "one charge per order, no other keys");
+        let asked_again = b.charges.values().filter(|&&n| n > 1).count();
+        eprintln!(
+            "payments killed after {killed_at} charges; the bank saw {} requests for {ORDERS} orders \
+             ({asked_again} orders asked again with their key after the kill)",
+            b.requests
+        );
+    }
+    assert_eq!(
+        scalar(&orders_db.db, "SELECT COUNT(*) FROM order_status WHERE status = 'paid'").await,
+        ORDERS as i64
+    );
+    let mails = std::fs::read_dir(&mail_dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"));
+    assert_eq!(mails.count(), ORDERS, "one e-mail per order");
+
+    for p in [&mut api, &mut payments, &mut mailer] {
+        signal(&p.0, "-TERM");
+        assert!(p.0.wait().unwrap().success());
     }
 }

@@ -19,18 +19,13 @@ impl ClientContext for RunnerContext {
         }
         log_librdkafka(level, fac, message);
     }
-}
 
-/// librdkafka's log lines, into `tracing` under the `librdkafka` target.
-pub(crate) fn log_librdkafka(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-    use rdkafka::config::RDKafkaLogLevel as L;
-    match level {
-        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
-        L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-        L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
-        L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::link::error_librdkafka(&error, reason);
     }
 }
+
+pub(crate) use crate::link::log_librdkafka;
 
 impl ConsumerContext for RunnerContext {
     fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -28,6 +28,8 @@ pub struct RunStats {
     pub processed: u64,
     pub dead_lettered: u64,
     pub batches: u64,
+    /// A drain cut short (a second Ctrl-C): records of the assigned partitions not handled.
+    pub left: u64,
 }
 
 impl<H: Handler> ConsumerRunner<H> {
@@ -46,6 +48,10 @@ impl<H: Handler> ConsumerRunner<H> {
             settings,
             handler: Arc::new(handler),
         })
+    }
+
+    pub fn group(&self) -> &str {
+        &self.settings.group_id
     }
 
     pub fn handler(&self) -> &Arc<H> {
@@ -87,7 +93,9 @@ impl<H: Handler> ConsumerRunner<H> {
         let drain_signal = drain.clone().unwrap_or_default();
         let mut draining = false;
         // Offsets and lag for `/metrics`, also while the handler waits (a database outage).
-        let _lag = super::lag::LagReporter::spawn(self.consumer.clone(), group.clone());
+        // While draining, it also says what the drain waits for.
+        let lag = super::lag::LagReporter::spawn(self.consumer.clone(), group.clone(), drain.clone());
+        let mut drained = false;
         loop {
             let next = tokio::select! {
                 biased;
@@ -105,6 +113,7 @@ impl<H: Handler> ConsumerRunner<H> {
                 Err(_idle) => {
                     if draining && self.caught_up() {
                         tracing::info!(group = %group, "drained: all assigned partitions caught up");
+                        drained = true;
                         break;
                     }
                     continue;
@@ -115,7 +124,12 @@ impl<H: Handler> ConsumerRunner<H> {
                 match item {
                     Ok(r) => batch.push(r),
                     Err(e) => {
-                        tracing::warn!(group = %group, error = %e, "consumer error");
+                        // A broker that cannot be reached is reported once for the process.
+                        if e.rdkafka_error_code().is_some_and(crate::link::is_connection_error) {
+                            tracing::debug!(group = %group, error = %e, "consumer error");
+                        } else {
+                            tracing::warn!(group = %group, error = %e, "consumer error");
+                        }
                         errors.next_delay();
                     }
                 }
@@ -160,7 +174,12 @@ impl<H: Handler> ConsumerRunner<H> {
                 .record(started.elapsed().as_secs_f64());
         }
         drop(stream);
+        lag.stop().await;
         self.commit_final(&stored);
+        // A drain cut short (even before this loop saw it begin): what is left, counted.
+        if drain.as_ref().is_some_and(Shutdown::is_triggered) && !drained {
+            stats.left = super::lag::unhandled(&self.consumer);
+        }
         tracing::info!(group = %group, processed = stats.processed, dead_lettered = stats.dead_lettered, "consumer stopped");
         Ok(stats)
     }

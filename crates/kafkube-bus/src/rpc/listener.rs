@@ -113,6 +113,10 @@ impl ClientContext for HandoverContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         crate::consumer::log_librdkafka(level, fac, message);
     }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::link::error_librdkafka(&error, reason);
+    }
 }
 
 impl ConsumerContext for HandoverContext {}
@@ -222,6 +226,10 @@ impl ReplyContext {
 impl ClientContext for ReplyContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         crate::consumer::log_librdkafka(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::link::error_librdkafka(&error, reason);
     }
 }
 

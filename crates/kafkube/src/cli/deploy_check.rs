@@ -82,7 +82,7 @@ fn compose_services_run_real_commands_with_variables_they_read() {
             );
         }
     }
-    assert_eq!(ours, 8, "every service of `kafkube serve` has a container");
+    assert_eq!(ours, 11, "every service of `kafkube serve` has a container");
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn kubernetes_deployments_run_real_commands_and_their_config_is_read() {
             }
         }
     }
-    assert_eq!(deployments, 8, "every service of `kafkube serve` has a Deployment");
+    assert_eq!(deployments, 11, "every service of `kafkube serve` has a Deployment");
     for (key, origin) in &shared {
         assert!(
             read_by_some.contains(key),

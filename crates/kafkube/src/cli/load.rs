@@ -20,6 +20,9 @@ pub enum Target {
     /// The ETL pipeline: row changes at the MySQL/MariaDB source that etl-cdc reads, then the
     /// source commit → sink row latency, the throughput, and a check that sink = source.
     Etl(Box<kafkube_etl::load::LoadArgs>),
+    /// The restaurants app: orders at a rate or flat out, then the order → e-mail latency, the
+    /// throughput, and a check that every order ended once and every paid order was mailed.
+    Restaurants(Box<kafkube_restaurants::load::LoadArgs>),
 }
 
 pub async fn run(cmd: LoadCmd) -> anyhow::Result<ExitCode> {
@@ -34,6 +37,10 @@ pub async fn run(cmd: LoadCmd) -> anyhow::Result<ExitCode> {
         }
         Target::Etl(args) => {
             let r = kafkube_etl::load::run(&args).await?;
+            (r.text, r.ok)
+        }
+        Target::Restaurants(args) => {
+            let r = kafkube_restaurants::load::run(&args).await?;
             (r.text, r.ok)
         }
     };

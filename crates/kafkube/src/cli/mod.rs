@@ -55,6 +55,9 @@ pub enum Command {
     Load(load::LoadCmd),
     /// Benchmarks of single components.
     Bench(bench::BenchArgs),
+    /// Restaurants app: replace the restaurant list in the orders database (the seed's list, or
+    /// a JSON file's), e.g. after editing it; running services see it at once.
+    ImportRestaurants(kafkube_restaurants::store::ImportArgs),
 }
 
 /// The whole command line: the derived commands, with every app's options and services added
@@ -82,6 +85,10 @@ impl Command {
             Self::Latency(a) => latency::run(a).await,
             Self::Load(a) => load::run(a).await,
             Self::Bench(a) => bench::run(a).await,
+            Self::ImportRestaurants(a) => {
+                println!("{}", kafkube_restaurants::store::import(&a).await?);
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }

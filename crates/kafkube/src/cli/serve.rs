@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{ArgMatches, Args, FromArgMatches};
 use kafkube_bus::{Cluster, KafkaArgs, ensure_topics};
-use kafkube_runtime::{Context, Supervisor};
+use kafkube_runtime::{Context, OpsPort, StopMode, Supervisor};
 use kafkube_store::DbArgs;
 
 use crate::apps::APPS;
@@ -24,9 +24,10 @@ pub struct ServeOptions {
     #[command(flatten)]
     pub db: DbArgs,
     /// Port of /health, /ready and /metrics for a service without an HTTP API of its own (a
-    /// consumer); 0 picks a free port.
-    #[arg(long = "ops-port", env = "OPS_PORT", default_value_t = 9090)]
-    pub ops_port: u16,
+    /// consumer). Default 9090, or a free port when 9090 is taken (several replicas on one
+    /// machine; the log says which). Given, it is that port or an error; 0 picks a free port.
+    #[arg(long = "ops-port", env = "OPS_PORT", value_name = "PORT")]
+    pub ops_port: Option<u16>,
 }
 
 /// Adds one subcommand per service of every app to `kafkube serve`.
@@ -60,8 +61,8 @@ pub async fn run(matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     ensure_topics(&cluster.config, &configured.topics).await?;
     let ctx = Context::new(cluster.config.clone(), options.db)?;
     let supervisor = Supervisor {
-        drain_timeout: None,
-        ops_port: Some(options.ops_port),
+        stop: StopMode::Now,
+        ops_port: Some(options.ops_port.map_or(OpsPort::Preferably(9090), OpsPort::Exactly)),
     };
     let ok = supervisor
         .run(&ctx, vec![service], |ready| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args};
 use kafkube_bus::{Cluster, KafkaArgs, ensure_topics};
-use kafkube_runtime::{Context, Supervisor};
+use kafkube_runtime::{Context, StopMode, Supervisor};
 use kafkube_store::DbArgs;
 
 use crate::apps::APPS;
@@ -24,9 +24,12 @@ pub struct UpArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
-    /// How long Ctrl-C waits for consumers to catch up before stopping anyway.
-    #[arg(long, env = "KAFKUBE_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
-    pub drain_timeout_secs: u64,
+    /// How long Ctrl-C waits for consumers to handle what the broker holds. Unset: as long as it
+    /// takes (each consumer says every 5 s what it waits for; a second Ctrl-C stops at once).
+    /// Records left unhandled either way are counted, and the exit status is 1: the embedded
+    /// broker keeps nothing.
+    #[arg(long, env = "KAFKUBE_DRAIN_TIMEOUT_SECS", value_name = "SECS")]
+    pub drain_timeout_secs: Option<u64>,
 }
 
 /// Adds every app's options to `kafkube up`.
@@ -46,7 +49,7 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
     ensure_topics(&cluster.config, &topics).await?;
     let ctx = Context::new(cluster.config.clone(), args.db)?;
     let supervisor = Supervisor {
-        drain_timeout: Some(Duration::from_secs(args.drain_timeout_secs)),
+        stop: StopMode::Drain(args.drain_timeout_secs.map(Duration::from_secs)),
         ops_port: None,
     };
     let ok = supervisor
@@ -59,8 +62,9 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
             } else {
                 format!("kafkube is up. Kafka: {}.\n", cluster.bootstrap_servers())
             };
+            let width = ready.iter().map(|r| r.name.len()).max().unwrap_or(0);
             for r in ready {
-                banner.push_str(&format!("  {:<15} {}\n", r.name, r.summary));
+                banner.push_str(&format!("  {:<width$} {}\n", r.name, r.summary));
             }
             banner.push_str("Press Ctrl-C to drain and stop.");
             say(&banner);

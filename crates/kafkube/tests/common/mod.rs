@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::process::{Child, Command};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 
 use kafkube_store::{Db, on_db};
 
@@ -52,4 +54,22 @@ pub async fn scalar(db: &Db, sql: &str) -> i64 {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// Starts `cmd` with its stdout and stderr read line by line into the returned channel.
+pub fn spawn_reading(cmd: &mut Command) -> (Guard, Receiver<String>) {
+    let mut child = Guard(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for out in [
+        Box::new(child.0.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.0.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (child, rx)
 }

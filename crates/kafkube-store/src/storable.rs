@@ -1,0 +1,126 @@
+//! What every backend can store, checked before a value reaches the database.
+//!
+//! SQLite stores any text and any JSON text; PostgreSQL does not: its `text` refuses the NUL
+//! character, and its `jsonb` refuses `\u0000`, unpaired UTF-16 surrogates (`\ud800`) and, past
+//! its stack depth, deeply nested values. Sent as they are, such values fail inside PostgreSQL
+//! (a 5xx for what is the client's bad data) and pass on SQLite. Apps check their fields here
+//! instead, so the answer is the same 400 on every backend, and the Kafka ingest paths
+//! dead-letter the same records.
+
+/// The deepest nesting of objects and arrays accepted in a stored JSON value. `serde_json` reads
+/// at most 128 levels back, so deeper values could be stored but never shown again.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// Why `s` cannot be stored as text on every backend, if it cannot.
+pub fn text(s: &str) -> Result<(), &'static str> {
+    if s.contains('\0') {
+        Err("must not contain the NUL character (\\u0000)")
+    } else {
+        Ok(())
+    }
+}
+
+/// Why `raw`, a valid JSON text, cannot be stored as JSON on every backend, if it cannot: a
+/// `\u0000` escape, an unpaired surrogate escape, or nesting deeper than [`MAX_JSON_DEPTH`].
+/// One pass over the bytes; no tree is built.
+pub fn json(raw: &str) -> Result<(), String> {
+    let b = raw.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(format!("is nested deeper than {MAX_JSON_DEPTH} levels"));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => i = string_end(b, i + 1)?,
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The index of the quote that ends the string starting at `i`; checks its `\u` escapes.
+fn string_end(b: &[u8], mut i: usize) -> Result<usize, String> {
+    // A high surrogate waiting for its low half.
+    let mut high = false;
+    while i < b.len() {
+        match b[i] {
+            b'"' if !high => return Ok(i),
+            b'\\' if b.get(i + 1) == Some(&b'u') => {
+                let unit = hex4(b, i + 2).ok_or("has a malformed \\u escape")?;
+                match unit {
+                    0 => return Err("must not contain the NUL character (\\u0000)".into()),
+                    0xD800..=0xDBFF if !high => high = true,
+                    0xDC00..=0xDFFF if high => high = false,
+                    _ if high || (0xD800..=0xDFFF).contains(&unit) => {
+                        return Err(format!("has an unpaired surrogate escape (\\u{unit:04x})"));
+                    }
+                    _ => {}
+                }
+                i += 6;
+                continue;
+            }
+            _ if high => return Err("has an unpaired surrogate escape".into()),
+            b'\\' => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    Err("is not valid JSON (an unterminated string)".into())
+}
+
+fn hex4(b: &[u8], at: usize) -> Option<u32> {
+    let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
+    u32::from_str_radix(digits, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_refuses_only_nul() {
+        assert!(text("Ani Ña 😀 \u{1}").is_ok());
+        assert!(text("a\0b").is_err());
+    }
+
+    #[test]
+    fn json_passes_what_postgres_stores() {
+        for ok in [
+            r#"{}"#,
+            r#"{"a": [1, {"b": "x\"y\\"}], "c": "\u00e9 \ud83d\ude00 \u0001"}"#,
+            r#"{"brackets in a string": "[[[[{{{{"}"#,
+            r#"{"escaped quote then brace": "\"}"}"#,
+            r#"{"an escaped backslash, then text": "\\u0000"}"#,
+        ] {
+            assert_eq!(json(ok), Ok(()), "{ok}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
+        assert_eq!(json(&deep), Ok(()));
+    }
+
+    #[test]
+    fn json_refuses_what_postgres_refuses() {
+        for (bad, why) in [
+            (r#"{"a": "\u0000"}"#, "NUL"),
+            (r#"{"a\u0000": 1}"#, "NUL"),
+            (r#"{"a": "\ud800"}"#, "unpaired"),
+            (r#"{"a": "\ud800x"}"#, "unpaired"),
+            (r#"{"a": "\ud800\u0041"}"#, "unpaired"),
+            (r#"{"a": "\udc00\ud800"}"#, "unpaired"),
+            (r#"{"a": "x\uDFFF"}"#, "unpaired"),
+        ] {
+            let e = json(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_JSON_DEPTH + 1), "]".repeat(MAX_JSON_DEPTH + 1));
+        assert!(json(&deep).unwrap_err().contains("nested deeper"));
+        let very_deep = format!("{{\"p\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(json(&very_deep).is_err());
+    }
+}
