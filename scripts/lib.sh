@@ -66,6 +66,31 @@ ensure_test_tools() {
   ensure_apt_packages "${KAFKUBE_TEST_PACKAGES[@]}"
 }
 
+# schemathesis (PyPI), which the `openapi` leg of scripts/test runs against every app's OpenAPI
+# document: pinned, in a private virtualenv under target/tools (nothing system-wide). Exports
+# KAFKUBE_SCHEMATHESIS, the command the test runs.
+KAFKUBE_SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  local venv="$PWD/target/tools/schemathesis"
+  export KAFKUBE_SCHEMATHESIS="$venv/bin/schemathesis"
+  if "$KAFKUBE_SCHEMATHESIS" --version 2>/dev/null | grep -qF "$KAFKUBE_SCHEMATHESIS_VERSION"; then
+    return 0
+  fi
+  if skip_provision; then
+    warn "KAFKUBE_SKIP_PROVISION=1, not installing schemathesis into target/tools"
+    return 1
+  fi
+  command -v python3 >/dev/null 2>&1 || ensure_apt_packages python3
+  log "installing schemathesis $KAFKUBE_SCHEMATHESIS_VERSION into target/tools/schemathesis (PyPI)"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" >&2; then
+    # Debian's python3 keeps venv in a package of its own.
+    ensure_apt_packages python3-venv
+    python3 -m venv "$venv" >&2 || return 1
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$KAFKUBE_SCHEMATHESIS_VERSION" >&2
+}
+
 # The Rust toolchain comes from rustup (rust-toolchain.toml pins it); Debian's cargo is too old.
 ensure_cargo() {
   # rustup's default location is often not on PATH in non-login shells, e.g. in CI.

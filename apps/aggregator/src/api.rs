@@ -67,8 +67,10 @@ pub fn router(state: AppState) -> Router {
     request_body = crate::openapi::PublishBody,
     responses(
         (status = 200, description = "What was stored and what was a repeat", body = store::Ingested),
-        (status = 400, description = "Invalid JSON, or a schema error naming the event and field", body = crate::openapi::ErrorDoc),
-        (status = 503, description = "The database is unreachable; retry", body = crate::openapi::ErrorDoc),
+        (status = 400, description = "Invalid JSON, or a schema error naming the event and field", body = kafkube_http::ErrorBody),
+        (status = 413, description = "The body is larger than the limit (32 MiB by default)", body = kafkube_http::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = kafkube_http::ErrorBody),
+        (status = 503, description = "The database is unreachable; a retry is safe (events are deduplicated by `(topic, event_id)`)", body = kafkube_http::ErrorBody),
     )
 )]
 async fn publish(State(s): State<AppState>, JsonBytes(body): JsonBytes) -> Result<Response, RequestError> {
@@ -78,11 +80,13 @@ async fn publish(State(s): State<AppState>, JsonBytes(body): JsonBytes) -> Resul
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     /// Only this topic (all topics when absent).
     topic: Option<String>,
     /// How many, most recently stored first: 1 to 5000, default 100.
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
 }
 
@@ -95,7 +99,8 @@ struct EventsQuery {
     params(EventsQuery),
     responses(
         (status = 200, description = "Stored events", body = [crate::openapi::StoredEventDoc]),
-        (status = 400, description = "A bad `limit`", body = crate::openapi::ErrorDoc),
+        (status = 400, description = "A bad `limit`, an unknown parameter or a NUL in `topic`", body = kafkube_http::ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = kafkube_http::ErrorBody),
     )
 )]
 async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> Result<Response, RequestError> {
@@ -120,7 +125,14 @@ pub struct Stats {
 }
 
 /// Counters since the database was created, and the topics seen.
-#[utoipa::path(get, path = "/stats", responses((status = 200, description = "Counters", body = Stats)))]
+#[utoipa::path(
+    get,
+    path = "/stats",
+    responses(
+        (status = 200, description = "Counters", body = Stats),
+        (status = 503, description = "The database is unreachable; retry", body = kafkube_http::ErrorBody),
+    )
+)]
 async fn stats(State(s): State<AppState>) -> Result<Response, RequestError> {
     let c = store::counters(&s.db).await?;
     Ok(Json(Stats {

@@ -106,15 +106,19 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireTime<'a> {
 /// the event (by index when there are several) and the field.
 pub fn parse_body_bytes(body: &[u8], max_events: usize) -> Result<Vec<Event>, BodyError> {
     let fast = match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice::<Vec<WireEvent>>(body).ok().map(|v| (v, false)),
+        Some(b'[') => serde_json::from_slice::<Vec<WireEvent>>(body).map(|v| (v, false)),
         Some(b'{') => serde_json::from_slice::<WireEvent>(body)
             .map(|e| (vec![e], true))
-            .or_else(|_| serde_json::from_slice::<Envelope>(body).map(|e| (e.events, false)))
-            .ok(),
-        _ => None,
+            .or_else(|one| {
+                serde_json::from_slice::<Envelope>(body)
+                    .map(|e| (e.events, false))
+                    // The error that matters if it is a repeated field; either will do otherwise.
+                    .map_err(|wrapped| if is_repeat(&wrapped) { wrapped } else { one })
+            }),
+        _ => return parse_detailed(body, max_events),
     };
     match fast {
-        Some((items, single)) => {
+        Ok((items, single)) => {
             check_count(items.len(), max_events).map_err(BodyError::Schema)?;
             items
                 .into_iter()
@@ -122,12 +126,22 @@ pub fn parse_body_bytes(body: &[u8], max_events: usize) -> Result<Vec<Event>, Bo
                 .map(|(i, w)| from_wire(w).map_err(|e| BodyError::Schema(locate(e, i, single))))
                 .collect()
         }
+        // A field given twice: the detailed reading would keep the last one silently.
+        Err(e) if is_repeat(&e) => Err(BodyError::Schema(format!("{e}: give each field once"))),
         // Not that shape: the detailed (slower) reading finds and names the fault.
-        None => {
-            let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::Syntax(e.to_string()))?;
-            parse_body(value, max_events).map_err(BodyError::Schema)
-        }
+        Err(_) => parse_detailed(body, max_events),
     }
+}
+
+/// serde's "duplicate field `topic`" (a derived struct's rule for a field given twice).
+fn is_repeat(e: &serde_json::Error) -> bool {
+    e.is_data() && e.to_string().starts_with("duplicate field")
+}
+
+/// The detailed (slower) reading, through a `Value`: finds and names the fault.
+fn parse_detailed(body: &[u8], max_events: usize) -> Result<Vec<Event>, BodyError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::Syntax(e.to_string()))?;
+    parse_body(value, max_events).map_err(BodyError::Schema)
 }
 
 fn from_wire(w: WireEvent<'_>) -> Result<Event, String> {

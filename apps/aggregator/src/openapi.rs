@@ -50,13 +50,6 @@ pub struct EventsWrapper {
     events: Vec<EventDoc>,
 }
 
-/// `{"error": "…"}`: what is wrong, for a person to read.
-#[derive(ToSchema, serde::Serialize)]
-#[allow(dead_code)]
-pub struct ErrorDoc {
-    error: String,
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -69,7 +62,7 @@ pub struct ErrorDoc {
         StoredEventDoc,
         PublishBody,
         EventsWrapper,
-        ErrorDoc,
+        kafkube_http::ErrorBody,
         crate::store::Ingested,
         crate::api::Stats
     ))

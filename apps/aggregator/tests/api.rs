@@ -193,6 +193,18 @@ async fn unstorable_text_is_400_on_every_backend(backend: Backend) {
             "events[1]: `payload` has an unpaired surrogate escape",
         ),
         (deep, "event: `payload` is nested deeper than 100 levels"),
+        // A key given twice: PostgreSQL's jsonb would keep the last, SQLite both; a field given
+        // twice would be last-wins. Refused, as every app refuses it.
+        (
+            with("payload", "1\",\"x\":\"2"),
+            "events[1]: `payload` has the key \"x\" twice in one object",
+        ),
+        (
+            ev("auth", "twice")
+                .to_string()
+                .replacen(r#""topic":"auth""#, r#""topic":"auth","topic":"other""#, 1),
+            "duplicate field `topic`",
+        ),
     ];
     for (body, expected) in cases {
         let (status, err) = call(&state, "POST", "/publish", Some(body.clone())).await;

@@ -11,13 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kafkube_bus::{Header, Outgoing, RpcClient, RpcError, RpcSettings};
 use kafkube_core::Shutdown;
-use kafkube_http::{Json, error_response, finish_router, ops_router};
+use kafkube_http::{ErrorBody, JsonBytes, error_response, finish_router, ops_router};
 use kafkube_runtime::{Context, Running, Service, ServiceInfo, base_url};
-use serde_json::{Value, json};
+use serde_json::json;
 use utoipa::OpenApi;
 
 use crate::HashArgs;
-use crate::model::{HashReply, HashRequest, parse_data};
+use crate::model::{HashReply, HashRequest, parse_body};
 
 /// Largest `POST /hash` body (a Kafka record must stay under the broker's 1 MB default).
 pub const BODY_LIMIT: usize = 512 * 1024;
@@ -81,13 +81,6 @@ struct HashBody {
     data: String,
 }
 
-/// `{"error": "…"}`: what is wrong, for a person to read.
-#[derive(utoipa::ToSchema, serde::Serialize)]
-#[allow(dead_code)]
-struct ErrorDoc {
-    error: String,
-}
-
 /// SHA-256 of `data`, computed by a hash processor over Kafka.
 #[utoipa::path(
     post,
@@ -95,18 +88,20 @@ struct ErrorDoc {
     request_body = HashBody,
     responses(
         (status = 200, description = "The hash and the request's id", body = HashReply),
-        (status = 400, description = "Invalid JSON, or `data` missing or not a string", body = ErrorDoc),
-        (status = 502, description = "The processor could not handle the request", body = ErrorDoc),
-        (status = 503, description = "The broker is unreachable, or the gateway is not ready yet", body = ErrorDoc),
-        (status = 504, description = "No reply within REQUEST_TIMEOUT", body = ErrorDoc),
+        (status = 400, description = "Invalid JSON, or `data` missing or not a string", body = ErrorBody),
+        (status = 413, description = "The body is over 512 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 502, description = "The processor could not handle the request", body = ErrorBody),
+        (status = 503, description = "The broker is unreachable, or the gateway is not ready yet", body = ErrorBody),
+        (status = 504, description = "No reply within REQUEST_TIMEOUT", body = ErrorBody),
     )
 )]
-async fn hash(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Response, GatewayError> {
-    let data = parse_data(&body).map_err(GatewayError::Invalid)?;
+async fn hash(State(s): State<AppState>, JsonBytes(body): JsonBytes) -> Result<Response, GatewayError> {
+    let data = parse_body(&body).map_err(GatewayError::Invalid)?;
     let id = uuid::Uuid::new_v4().to_string();
     let payload = serde_json::to_vec(&HashRequest {
         id: id.as_str().into(),
-        data: data.into(),
+        data,
     })
     .expect("two strings always serialise");
     let request = Outgoing::new(s.request_topic.as_str(), Some(id.as_str()), payload)
@@ -132,7 +127,7 @@ async fn hash(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Resp
         description = "SHA-256 over Kafka request/reply (seed 001)."
     ),
     paths(hash),
-    components(schemas(HashBody, HashReply, ErrorDoc))
+    components(schemas(HashBody, HashReply, ErrorBody))
 )]
 struct ApiDoc;
 

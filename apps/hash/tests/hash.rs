@@ -155,6 +155,7 @@ async fn hashes_over_kafka_and_refuses_bad_input() {
         (r#"{"data": 42}"#, "must be a string"),
         (r#"{"data": null}"#, "must be a string"),
         (r#"["data"]"#, "JSON object"),
+        (r#"{"data": "a", "data": "b"}"#, "duplicate field `data`"),
     ] {
         let (status, body) = raw(reqwest::Method::POST, &url, bad).await;
         assert_eq!(status, 400, "{bad} -> {body}");

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use futures::Stream;
 use kafkube_bus::ConsumerSettings;
 use kafkube_core::Shutdown;
-use kafkube_http::{Json, Path, Query, ServiceError, error_response, finish_router, ops_router};
+use kafkube_http::{ErrorBody, Json, Path, Query, ServiceError, error_response, finish_router, ops_router};
 use kafkube_outbox::{Notifier, Relay};
 use kafkube_runtime::{Context, Running, Service, ServiceInfo, base_url};
 use kafkube_store::{Db, GroupCommit, GroupOptions, StoreError};
@@ -150,7 +150,8 @@ fn nonempty(v: Option<String>) -> Option<String> {
 
 /// Restaurants matching every filter given, by name.
 #[utoipa::path(get, path = "/search", params(SearchQuery),
-    responses((status = 200, body = [Restaurant]), (status = 400, body = ErrorDoc)))]
+    responses((status = 200, body = [Restaurant]), (status = 400, body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorBody)))]
 async fn search(State(s): State<AppState>, Query(q): Query<SearchQuery>) -> Result<Response, ApiError> {
     let query = Search {
         vegetarian: flag("vegetarian", q.vegetarian.as_deref())?,
@@ -180,8 +181,9 @@ pub const ACCEPTED_MESSAGE: &str = "Order successfully placed, Wait for confirma
 /// it from there. An `Idempotency-Key` header makes a retried request return the same order.
 #[utoipa::path(post, path = "/orders", request_body = OrderDoc,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same order: a retry places nothing twice.")),
-    responses((status = 202, body = Accepted), (status = 400, body = FieldErrorDoc), (status = 409, body = ErrorDoc),
-        (status = 415, body = ErrorDoc)))]
+    responses((status = 202, body = Accepted), (status = 400, body = FieldErrorDoc), (status = 409, body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 503, description = "The database is unreachable; retry", body = ErrorBody)))]
 async fn place_order(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -242,7 +244,8 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 
 /// The order, its current status and the statuses it reached.
 #[utoipa::path(get, path = "/orders/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = OrderView), (status = 404, body = ErrorDoc)))]
+    responses((status = 200, body = OrderView), (status = 404, body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorBody)))]
 async fn show_order(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     check_id(&id)?;
     match store::order(&s.db, &id).await? {
@@ -255,7 +258,8 @@ async fn show_order(State(s): State<AppState>, Path(id): Path<String>) -> Result
 /// first); the stream ends after a final status (`email_sent`, `rejected`).
 #[utoipa::path(get, path = "/orders/{id}/events", params(("id" = String, Path)),
     responses((status = 200, content_type = "text/event-stream", body = String,
-        description = "`event: status` with a JSON history entry as data"), (status = 404, body = ErrorDoc)))]
+        description = "`event: status` with a JSON history entry as data"), (status = 404, body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorBody)))]
 async fn order_events(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -347,13 +351,6 @@ pub struct OrderDoc {
     amount: Option<String>,
 }
 
-/// `{"error": "…"}`.
-#[derive(ToSchema, serde::Serialize)]
-#[allow(dead_code)]
-pub struct ErrorDoc {
-    error: String,
-}
-
 /// `{"error": "…", "field": "email"}`: which field of the order is wrong.
 #[derive(ToSchema, serde::Serialize)]
 #[allow(dead_code)]
@@ -373,7 +370,7 @@ pub struct FieldErrorDoc {
         Restaurant,
         Accepted,
         OrderDoc,
-        ErrorDoc,
+        ErrorBody,
         FieldErrorDoc,
         OrderView,
         crate::model::HistoryEntry,

@@ -10,15 +10,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kafkube_http::{Json, Path, Query, ServiceError, error_response, finish_router, ops_router};
+use kafkube_http::{ErrorBody, Json, Path, Query, ServiceError, error_response, finish_router, ops_router};
 use kafkube_outbox::{Notifier, Relay};
 use kafkube_runtime::{Context, Running, Service, ServiceInfo, base_url};
 use kafkube_store::{Db, StoreError};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::OpenApi;
 
 use crate::StudentsArgs;
-use crate::model::MahasiswaInput;
+use crate::model::{Mahasiswa, MahasiswaInput};
 use crate::store::{self, Changed, Trace};
 
 /// Response header naming the event a write produced (the latency test follows it).
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(greeting))
         .route("/api/mahasiswa", get(list).post(create))
         .route("/api/mahasiswa/{id}", get(show).put(update).delete(remove))
+        .route("/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
         .with_state(state)
 }
 
@@ -89,6 +91,16 @@ fn written(state: &AppState, status: StatusCode, c: Changed) -> Response {
     res
 }
 
+/// Adds a student; the `created` event goes out through the outbox.
+#[utoipa::path(post, path = "/api/mahasiswa", request_body = MahasiswaInput,
+    responses(
+        (status = 201, description = "The stored student; header `X-Event-Id` names its event", body = Mahasiswa),
+        (status = 400, description = "Invalid JSON or a field that breaks its rule", body = ErrorBody),
+        (status = 409, description = "A student with this `nim` exists", body = ErrorBody),
+        (status = 413, description = "The body is over 256 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorBody),
+    ))]
 async fn create(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -102,6 +114,17 @@ async fn create(
     }
 }
 
+/// Changes the fields given; the `updated` event goes out through the outbox.
+#[utoipa::path(put, path = "/api/mahasiswa/{id}", params(("id" = i64, Path)), request_body = MahasiswaInput,
+    responses(
+        (status = 200, description = "The student as stored now", body = Mahasiswa),
+        (status = 400, description = "A bad id, invalid JSON, no field or a field that breaks its rule", body = ErrorBody),
+        (status = 404, description = "No student with this id", body = ErrorBody),
+        (status = 409, description = "Another student has this `nim`", body = ErrorBody),
+        (status = 413, description = "The body is over 256 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorBody),
+    ))]
 async fn update(
     State(s): State<AppState>,
     Path(id): Path<i64>,
@@ -117,6 +140,14 @@ async fn update(
     }
 }
 
+/// Deletes a student; the `deleted` event goes out through the outbox.
+#[utoipa::path(delete, path = "/api/mahasiswa/{id}", params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The student as it was", body = Mahasiswa),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 404, description = "No student with this id", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorBody),
+    ))]
 async fn remove(State(s): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Result<Response, ApiError> {
     match store::delete(&s.db, &s.topic, id, &trace_of(&headers)).await? {
         Some(c) => Ok(written(&s, StatusCode::OK, c)),
@@ -128,6 +159,14 @@ fn duplicate_nim(nim: Option<&str>) -> ApiError {
     ApiError::Conflict(format!("a student with nim {} already exists", nim.unwrap_or("?")))
 }
 
+/// One student.
+#[utoipa::path(get, path = "/api/mahasiswa/{id}", params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The student", body = Mahasiswa),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 404, description = "No student with this id", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorBody),
+    ))]
 async fn show(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     match store::get(&s.db, id).await? {
         Some(row) => Ok(Json(row).into_response()),
@@ -135,18 +174,26 @@ async fn show(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Response
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Page {
+    /// From 1 (default 1); a page past the last is empty.
+    #[param(minimum = 1, maximum = 1000000000)]
     page: Option<i64>,
+    /// Students per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
 const MAX_PAGE_SIZE: i64 = 100;
+/// So that `(page - 1) * limit` stays far inside an `i64` (a larger page overflowed: a 500).
+const MAX_PAGE: i64 = 1_000_000_000;
 
 /// What seed 000's API answers at `/` (its Kubernetes probes ask for it).
 pub const GREETING: &str = "REST API Mahasiswa sedang berjalan!";
 
+#[utoipa::path(get, path = "/", responses((status = 200, description = "A greeting", body = String, content_type = "text/plain")))]
 async fn greeting() -> &'static str {
     GREETING
 }
@@ -154,11 +201,19 @@ async fn greeting() -> &'static str {
 /// Newest first, as a plain array (what seed 000's clients read); the page is described in the
 /// headers: `X-Total-Count` (all students) and an RFC 8288 `Link` with `first`, `prev`, `next`
 /// and `last` (relative to this route).
+#[utoipa::path(get, path = "/api/mahasiswa", params(Page),
+    responses(
+        (status = 200, description = "A page of students, newest first", body = [Mahasiswa],
+            headers(("X-Total-Count" = i64, description = "How many students there are"),
+                ("Link" = String, description = "RFC 8288 links to the first, previous, next and last pages"))),
+        (status = 400, description = "A bad `page` or `limit`, or an unknown parameter", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorBody),
+    ))]
 async fn list(State(s): State<AppState>, Query(q): Query<Page>) -> Result<Response, ApiError> {
     let page = q.page.unwrap_or(1);
     let limit = q.limit.unwrap_or(20);
-    if page < 1 {
-        return Err(ApiError::Invalid("`page` starts at 1".into()));
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(ApiError::Invalid(format!("`page` must be between 1 and {MAX_PAGE}")));
     }
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
         return Err(ApiError::Invalid(format!(
@@ -189,6 +244,17 @@ fn link_header(page: i64, limit: i64, total: i64) -> String {
     links.push(at(last, "last"));
     links.join(", ")
 }
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kafkube students API",
+        description = "Students REST API (seed 000); every write reaches the event log through Kafka."
+    ),
+    paths(greeting, list, create, show, update, remove),
+    components(schemas(Mahasiswa, MahasiswaInput, ErrorBody))
+)]
+struct ApiDoc;
 
 /// The students API as a service: the HTTP server plus the outbox relay that publishes its events.
 pub struct StudentsApi;

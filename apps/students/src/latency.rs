@@ -189,9 +189,29 @@ impl Report {
 
 /// Runs the test and returns the report (the command prints it and fails on losses).
 pub async fn run(args: &LatencyArgs) -> anyhow::Result<Report> {
-    let db = Db::connect(args.log.url.expose(), &DbArgs::default())
+    let url = args.log.url.expose();
+    // Checked before a single student is sent: run elsewhere than `up`'s directory, the default
+    // sqlite:data/event-logs.db is not the event logger's (and opening it would create it).
+    let hint = "run `kafkube latency` in the directory `kafkube up` runs in, or give the event \
+                logger's database with --log-database-url / LOG_DATABASE_URL";
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).exists() {
+            bail!("the log database {path} does not exist: {hint}");
+        }
+    }
+    let db = Db::connect(url, &DbArgs::default())
         .await
         .with_context(|| "cannot open the log database (--log-database-url / LOG_DATABASE_URL)")?;
+    on_db!(&db, p => sqlx::query("SELECT 1 FROM event_logs LIMIT 1").fetch_optional(p).await.map(drop)).map_err(
+        |e| {
+            anyhow::anyhow!(
+                "the log database {} has no readable event_logs table ({e}): {hint}",
+                args.log.url
+            )
+        },
+    )?;
     let total = match args.duration {
         Some(d) => (d.as_secs_f64() * args.rate).round() as u64,
         None => args.count,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A stored student.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Mahasiswa {
     pub id: i64,
     pub nim: String,
@@ -19,13 +19,23 @@ pub struct Mahasiswa {
 
 /// The body of `POST` and `PUT`. As in seed 000, whose clients Kafkube serves unchanged, unknown
 /// fields are ignored and `nim` may be sent as a number (it is stored as its decimal digits).
-#[derive(Clone, Debug, Default, Deserialize)]
+///
+/// For `POST`, `nim` and `nama` are required; for `PUT`, at least one field. Text is trimmed and
+/// must not be blank.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct MahasiswaInput {
+    /// The student number: text, or a whole number (stored as its digits). Unique.
     #[serde(default, deserialize_with = "nim")]
+    #[schema(max_length = 32)]
     pub nim: Option<String>,
+    #[schema(max_length = 200)]
     pub nama: Option<String>,
+    #[schema(max_length = 200)]
     pub jurusan: Option<String>,
+    /// Contains an `@`.
+    #[schema(max_length = 254)]
     pub email: Option<String>,
+    #[schema(minimum = 1900, maximum = 2200)]
     pub angkatan: Option<i32>,
 }
 

@@ -120,6 +120,14 @@ async fn bad_input_is_400_and_publishes_nothing(backend: Backend) {
     let (status, err) = api.call(Method::POST, "/api/mahasiswa", Some("{\"nim\": ")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(err["error"].as_str().unwrap().starts_with("invalid JSON"), "{err}");
+    // A field given twice is refused, not last-wins (the rule of every app).
+    let twice = r#"{"nim": "1", "nama": "Ani", "nim": "2"}"#;
+    let (status, err) = api.call(Method::POST, "/api/mahasiswa", Some(twice)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        err["error"].as_str().unwrap().contains("duplicate field `nim`"),
+        "{err}"
+    );
     let (status, err) = api.call(Method::GET, "/api/mahasiswa/1%00", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(api.outbox().await, 0);
@@ -178,7 +186,19 @@ async fn list_is_newest_first_and_paginated(backend: Backend) {
     );
     let (_, all) = api.call(Method::GET, "/api/mahasiswa", None).await;
     assert_eq!(nims(&all), ["n4", "n3", "n2", "n1", "n0"]);
-    for bad in ["?limit=0", "?limit=1000", "?page=0", "?page=x"] {
+    // A page far past the last is empty; one whose offset would overflow is refused (it was a 500).
+    let (status, far) = api
+        .call(Method::GET, "/api/mahasiswa?page=1000000000&limit=100", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(far, json!([]));
+    for bad in [
+        "?limit=0",
+        "?limit=1000",
+        "?page=0",
+        "?page=x",
+        "?page=946500985073880064",
+    ] {
         let (status, err) = api.call(Method::GET, &format!("/api/mahasiswa{bad}"), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(err["error"].is_string());

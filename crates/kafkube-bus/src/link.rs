@@ -140,26 +140,24 @@ pub(crate) fn is_connection_error(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// One account per process of a Kafka that cannot be reached, however many clients see it:
-/// the first time with the cause ("cannot reach Kafka at 127.0.0.1:9092: Connection refused"),
-/// a reminder every 30 seconds while it lasts, and the recovery.
+/// One account per process of a Kafka that cannot be reached, however many clients see it
+/// ([`kafkube_core::Outage`]): the first time with the cause ("cannot reach Kafka at
+/// 127.0.0.1:9092: Connection refused"), again when the cause changes or every 30 seconds while it
+/// lasts, and the recovery.
 pub(crate) mod reach {
     use std::sync::Mutex;
-    use std::time::{Duration, Instant};
 
-    const REMIND_EVERY: Duration = Duration::from_secs(30);
+    use kafkube_core::Outage;
 
-    #[derive(Default)]
     struct State {
         /// The last connection failure librdkafka logged: (broker, cause).
         last_failure: Option<(String, String)>,
-        /// Since when, and when it was last said.
-        down: Option<(Instant, Instant)>,
+        outage: Outage,
     }
 
     static STATE: Mutex<State> = Mutex::new(State {
         last_failure: None,
-        down: None,
+        outage: Outage::new("retrying (/ready answers 503 until it is back)"),
     });
 
     fn state() -> std::sync::MutexGuard<'static, State> {
@@ -167,62 +165,42 @@ pub(crate) mod reach {
     }
 
     /// A connection failure as librdkafka logs it, e.g. `127.0.0.1:1/bootstrap: Connect to
-    /// ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)`.
+    /// ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)`. Said only
+    /// while no broker is reachable: one broker of several down is not an outage.
     pub(crate) fn failure(message: &str) {
-        let parsed = parse(message);
         let mut s = state();
-        s.last_failure = Some(parsed);
-        remind(&mut s);
+        s.last_failure = Some(parse(message));
+        if s.outage.is_down() {
+            say(&mut s);
+        }
     }
 
     /// No broker connection is up.
     pub(crate) fn unreachable() {
-        let mut s = state();
-        if s.down.is_none() {
-            let now = Instant::now();
-            s.down = Some((now, now));
-            tracing::warn!(
-                "cannot reach Kafka{}; retrying (/ready answers 503 until it is back)",
-                describe(s.last_failure.as_ref())
-            );
-        } else {
-            remind(&mut s);
-        }
+        say(&mut state());
     }
 
     /// A broker connection is up again.
     pub(crate) fn reachable() {
         let mut s = state();
-        if let Some((since, _)) = s.down.take() {
-            tracing::info!("Kafka is reachable again (after {:.0?})", since.elapsed());
-        }
+        s.outage.recovered("Kafka");
         s.last_failure = None;
     }
 
     /// `" at BROKER: CAUSE"` of the last connection failure, or nothing.
     pub(crate) fn last_failure() -> String {
-        describe(state().last_failure.as_ref())
-    }
-
-    fn remind(s: &mut State) {
-        if let Some((since, said)) = &mut s.down
-            && said.elapsed() >= REMIND_EVERY
-        {
-            *said = Instant::now();
-            let since = *since;
-            tracing::warn!(
-                "still cannot reach Kafka{} (for {:.0?})",
-                describe(s.last_failure.as_ref()),
-                since.elapsed()
-            );
-        }
-    }
-
-    fn describe(failure: Option<&(String, String)>) -> String {
-        match failure {
+        match &state().last_failure {
             Some((broker, cause)) => format!(" at {broker}: {cause}"),
             None => String::new(),
         }
+    }
+
+    fn say(s: &mut State) {
+        let (what, cause) = match &s.last_failure {
+            Some((broker, cause)) => (format!("Kafka at {broker}"), cause.as_str()),
+            None => ("Kafka".to_owned(), "no broker connection is up"),
+        };
+        s.outage.failed(&what, cause);
     }
 
     /// `(broker, cause)`: `("127.0.0.1:1", "Connection refused")`.

@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// `{"error": "…"}`.
-#[derive(Debug, Serialize, serde::Deserialize)]
+/// `{"error": "…"}`: what is wrong, for a person to read. The body of every error answer; the
+/// apps' OpenAPI documents name this schema.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
 }

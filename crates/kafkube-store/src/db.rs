@@ -1,10 +1,10 @@
 //! The [`Db`] handle: a pool per backend, migrations, transactions.
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
-use kafkube_core::{Backoff, Shutdown};
+use kafkube_core::{Backoff, Outage, Shutdown};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -144,34 +144,16 @@ impl Db {
     /// non-transient error such as a bad URL or bad credentials.
     pub async fn connect_with_retry(url: &str, args: &DbArgs, shutdown: &Shutdown) -> Result<Self> {
         let mut backoff = Backoff::outage();
-        // Said once, again when the cause changes, and every 30 s while it lasts.
-        let mut said: Option<(String, Instant)> = None;
-        let started = Instant::now();
+        let mut outage = Outage::new("retrying");
+        let what = format!("the database {}", redact(url));
         loop {
             match Self::connect(url, args).await {
                 Ok(db) => {
-                    if said.is_some() {
-                        tracing::info!("database {} reachable (after {:.0?})", redact(url), started.elapsed());
-                    }
+                    outage.recovered(&what);
                     return Ok(db);
                 }
                 Err(e) if e.is_transient() => {
-                    let text = e.to_string();
-                    let due = said
-                        .as_ref()
-                        .is_none_or(|(before, at)| *before != text || at.elapsed() >= Duration::from_secs(30));
-                    if due {
-                        if said.is_none() {
-                            tracing::warn!("cannot reach the database {}: {text}; retrying", redact(url));
-                        } else {
-                            tracing::warn!(
-                                "still cannot reach the database {} (for {:.0?}): {text}",
-                                redact(url),
-                                started.elapsed()
-                            );
-                        }
-                        said = Some((text, Instant::now()));
-                    }
+                    outage.failed(&what, &e.to_string());
                     if !backoff.wait(shutdown).await {
                         return Err(e);
                     }

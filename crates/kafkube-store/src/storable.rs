@@ -21,22 +21,51 @@ pub fn text(s: &str) -> Result<(), &'static str> {
 }
 
 /// Why `raw`, a valid JSON text, cannot be stored as JSON on every backend, if it cannot: a
-/// `\u0000` escape, an unpaired surrogate escape, or nesting deeper than [`MAX_JSON_DEPTH`].
-/// One pass over the bytes; no tree is built.
+/// `\u0000` escape, an unpaired surrogate escape, nesting deeper than [`MAX_JSON_DEPTH`], or a
+/// key given twice in one object (PostgreSQL's `jsonb` keeps the last, SQLite keeps both: the
+/// same value would read back differently). One pass over the bytes; no tree is built. Keys are
+/// compared as written (`"a"` and `"\u0061"` are not seen as the same).
 pub fn json(raw: &str) -> Result<(), String> {
     let b = raw.as_bytes();
-    let mut depth = 0usize;
+    // Per open object or array: the keys seen so far (`None` for an array), and whether the
+    // next string in an object is a key.
+    let mut open: Vec<(Option<Vec<&[u8]>>, bool)> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
+            c @ (b'{' | b'[') => {
+                if open.len() == MAX_JSON_DEPTH {
                     return Err(format!("is nested deeper than {MAX_JSON_DEPTH} levels"));
                 }
+                open.push(if c == b'{' {
+                    (Some(Vec::new()), true)
+                } else {
+                    (None, false)
+                });
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b'"' => i = string_end(b, i + 1)?,
+            b'}' | b']' => {
+                open.pop();
+            }
+            b',' => {
+                if let Some((Some(_), key_next)) = open.last_mut() {
+                    *key_next = true;
+                }
+            }
+            b'"' => {
+                let end = string_end(b, i + 1)?;
+                if let Some((Some(keys), key_next @ true)) = open.last_mut() {
+                    *key_next = false;
+                    let key = &b[i + 1..end];
+                    if keys.contains(&key) {
+                        return Err(format!(
+                            "has the key \"{}\" twice in one object",
+                            String::from_utf8_lossy(key)
+                        ));
+                    }
+                    keys.push(key);
+                }
+                i = end;
+            }
             _ => {}
         }
         i += 1;
@@ -102,6 +131,26 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
         assert_eq!(json(&deep), Ok(()));
+        // The same key in different objects, and a key's text as a value, are no repeat.
+        for ok in [
+            r#"{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}"#,
+            r#"{"a": "a", "b": ["a", "a"]}"#,
+            r#"{"a": {"x": 1}, "b": {"x": 1}}"#,
+        ] {
+            assert_eq!(json(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn json_refuses_a_key_given_twice_in_one_object() {
+        for bad in [
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"a": 1, "b": {"c": [], "c": 0}}"#,
+            r#"[{"x": 1}, {"y": {"z": 1}, "y": 2}]"#,
+        ] {
+            let e = json(bad).unwrap_err();
+            assert!(e.contains("twice"), "{bad}: {e}");
+        }
     }
 
     #[test]

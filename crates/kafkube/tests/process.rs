@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Guard, free_port, kafkube, scalar, signal, spawn_reading};
+use common::{Guard, banner_url, free_port, kafkube, scalar, signal, spawn_reading, up_in, up_in_with};
 use kafkube_bus::{Outgoing, Producer};
 use kafkube_store::{Db, DbArgs};
 use kafkube_testkit::{TestDb, TestKafka, eventually, unique};
@@ -113,6 +112,27 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     let rows = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(rows.lines().count(), 51, "header and one row per event");
     assert!(rows.starts_with("event_id,timestamp_api_sent,timestamp_kafka_received,timestamp_processed,"));
+
+    // Outside `up`'s directory the default log database is not the event logger's: it says so
+    // before sending a single student, and creates no file there.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let students_before = http.get(&url).send().await.unwrap().headers()["x-total-count"].clone();
+    let out = kafkube()
+        .args(["latency", "--count", "5", "--url", &url.replace("/api/mahasiswa", "")])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("data/event-logs.db does not exist"), "{said}");
+    assert!(said.contains("--log-database-url"), "{said}");
+    assert_eq!(
+        std::fs::read_dir(elsewhere.path()).unwrap().count(),
+        0,
+        "nothing created"
+    );
+    let students_after = http.get(&url).send().await.unwrap().headers()["x-total-count"].clone();
+    assert_eq!(students_before, students_after, "no student sent");
 
     // More writes, then Ctrl-C at once: the drain must still log every one of them.
     for i in 20..60 {
@@ -697,76 +717,6 @@ async fn ctrl_c_with_the_log_database_down_loses_no_event_silently() {
             assert_eq!(logged, EVENTS as i64, "every accepted event logged before the exit");
         }
     }
-}
-
-/// Starts `kafkube up` on free ports in `dir` and returns it with the banner's lines, read up to
-/// "Press Ctrl-C" (the banner is printed once every service is ready), and the lines after it.
-fn up_in(dir: &std::path::Path) -> (Guard, Vec<String>, std::sync::mpsc::Receiver<String>) {
-    up_in_with(dir, &[])
-}
-
-/// [`up_in`] with more environment variables; the lines after the banner include stderr's.
-fn up_in_with(dir: &std::path::Path, envs: &[(&str, &str)]) -> (Guard, Vec<String>, std::sync::mpsc::Receiver<String>) {
-    let mut child = kafkube()
-        .envs(envs.iter().copied())
-        .args([
-            "up",
-            "--students-port",
-            "0",
-            "--aggregator-port",
-            "0",
-            "--hash-port",
-            "0",
-            "--restaurants-port",
-            "0",
-        ])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let guard = Guard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut banner = Vec::new();
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("`up` prints its banner");
-        let done = line.starts_with("Press Ctrl-C");
-        banner.push(line);
-        if done {
-            // Keep reading, as a terminal would, so its last lines find a reader.
-            std::thread::spawn(move || {
-                for line in lines.map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-            return (guard, banner, rx);
-        }
-    }
-    panic!("`up` exited before it was up: {banner:?}");
-}
-
-/// The URL a banner line gives for `service`, on 127.0.0.1.
-fn banner_url(banner: &[String], service: &str) -> String {
-    let line = banner
-        .iter()
-        .find_map(|l| l.trim().strip_prefix(service))
-        .unwrap_or_else(|| panic!("no {service} in {banner:?}"));
-    line.split_whitespace()
-        .next()
-        .unwrap()
-        .replace("localhost", "127.0.0.1")
 }
 
 /// "kafkube is up" means up: the first request to each service's main route, sent the moment

@@ -8,7 +8,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use kafkube_core::{Backoff, Shutdown};
+use kafkube_core::{Backoff, Outage, Shutdown};
 use kafkube_store::{Db, DbArgs, StoreError};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, QueryBuilder, Sqlite};
@@ -35,17 +35,18 @@ impl SinkDb {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
+        let acquire = Duration::from_millis(args.acquire_timeout_ms);
         let mut backoff = Backoff::outage();
+        let mut outage = Outage::new("retrying");
+        let what = format!("the sink database {url}");
         loop {
-            let pool = MySqlPoolOptions::new()
-                .max_connections(args.max_connections.max(1))
-                .acquire_timeout(Duration::from_millis(args.acquire_timeout_ms))
-                .connect_with(opts.clone())
-                .await;
-            match pool.map_err(StoreError::from) {
-                Ok(pool) => return Ok(Self::MySql(pool)),
+            match Self::connect_mysql(&opts, args.max_connections, acquire).await {
+                Ok(pool) => {
+                    outage.recovered(&what);
+                    return Ok(Self::MySql(pool));
+                }
                 Err(e) if e.is_transient() => {
-                    tracing::warn!(database = %url, error = %e, "sink database unreachable; retrying");
+                    outage.failed(&what, &e.to_string());
                     if !backoff.wait(shutdown).await {
                         return Err(e);
                     }
@@ -53,6 +54,26 @@ impl SinkDb {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// One connection first, as the core's [`Db`] does: a pool that cannot connect only says
+    /// "pool timed out", and the cause (connection refused, unknown database, bad password) is
+    /// lost.
+    async fn connect_mysql(
+        opts: &MySqlConnectOptions,
+        max_connections: u32,
+        acquire: Duration,
+    ) -> Result<MySqlPool, StoreError> {
+        match tokio::time::timeout(acquire, sqlx::ConnectOptions::connect(opts)).await {
+            Ok(Ok(conn)) => drop(sqlx::Connection::close(conn).await),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
+        }
+        Ok(MySqlPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(acquire)
+            .connect_with(opts.clone())
+            .await?)
     }
 
     pub fn backend(&self) -> SinkBackend {

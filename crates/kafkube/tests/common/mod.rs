@@ -73,3 +73,52 @@ pub fn spawn_reading(cmd: &mut Command) -> (Guard, Receiver<String>) {
     }
     (child, rx)
 }
+
+/// Starts `kafkube up` on free ports in `dir` and returns it with the banner's lines, read up to
+/// "Press Ctrl-C" (the banner is printed once every service is ready), and the lines after it.
+pub fn up_in(dir: &std::path::Path) -> (Guard, Vec<String>, Receiver<String>) {
+    up_in_with(dir, &[])
+}
+
+/// [`up_in`] with more environment variables. The lines, banner included, are stdout's and
+/// stderr's as they come.
+pub fn up_in_with(dir: &std::path::Path, envs: &[(&str, &str)]) -> (Guard, Vec<String>, Receiver<String>) {
+    let (guard, rx) = spawn_reading(
+        kafkube()
+            .envs(envs.iter().copied())
+            .args([
+                "up",
+                "--students-port",
+                "0",
+                "--aggregator-port",
+                "0",
+                "--hash-port",
+                "0",
+                "--restaurants-port",
+                "0",
+            ])
+            .current_dir(dir),
+    );
+    let mut banner = Vec::new();
+    // Until both pipes close, that is until `up` exits.
+    while let Ok(line) = rx.recv() {
+        let done = line.starts_with("Press Ctrl-C");
+        banner.push(line);
+        if done {
+            return (guard, banner, rx);
+        }
+    }
+    panic!("`up` exited before it was up: {banner:#?}");
+}
+
+/// The URL a banner line gives for `service`, on 127.0.0.1.
+pub fn banner_url(banner: &[String], service: &str) -> String {
+    let line = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(service))
+        .unwrap_or_else(|| panic!("no {service} in {banner:?}"));
+    line.split_whitespace()
+        .next()
+        .unwrap()
+        .replace("localhost", "127.0.0.1")
+}
