@@ -45,6 +45,18 @@ impl Readiness {
         self
     }
 
+    /// Adds `other`'s checks, each named `prefix/name` (a process running several services
+    /// reports them all on one `/ready`).
+    pub fn merge(mut self, prefix: &str, other: &Readiness) -> Self {
+        self.checks.extend(
+            other
+                .checks
+                .iter()
+                .map(|(name, check)| (format!("{prefix}/{name}"), check.clone())),
+        );
+        self
+    }
+
     /// Adds the check every Kafkube service has for its database: a round trip.
     pub fn database(self, name: &str, db: kafkube_store::Db) -> Self {
         self.check(name, move || {

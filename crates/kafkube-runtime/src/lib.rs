@@ -21,7 +21,7 @@ pub mod supervisor;
 pub use app::{App, AppEntry, Configured, Database};
 pub use context::{Context, Stops};
 pub use service::{BoundService, Kind, Running, Service, ServiceInfo};
-pub use supervisor::{Launched, OpsPort, Report, StopMode, Supervisor};
+pub use supervisor::{Launched, OpsPort, Ready, Report, StopMode, Supervisor};
 
 /// Re-exported so apps implement [`Service`] with the same macro.
 pub use async_trait::async_trait;

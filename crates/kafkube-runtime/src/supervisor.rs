@@ -125,6 +125,17 @@ pub struct Supervisor {
     pub stop: StopMode,
     /// `serve`: the port of `/health`, `/ready` and `/metrics` for a service without an HTTP API.
     pub ops_port: Option<OpsPort>,
+    /// `up`: the port of one `/health`, `/ready` and `/metrics` for the whole process, whose
+    /// `/ready` runs every service's checks (`service/check`), consumers included.
+    pub process_ops_port: Option<OpsPort>,
+}
+
+/// What `on_ready` is told once every service is ready.
+#[derive(Clone, Debug)]
+pub struct Ready {
+    pub services: Vec<Report>,
+    /// Where the process's own `/ready` answers ([`Supervisor::process_ops_port`]).
+    pub process_ops: Option<SocketAddr>,
 }
 
 /// How consumers stop on the first signal.
@@ -156,7 +167,7 @@ impl Supervisor {
         &self,
         ctx: &Context,
         services: Vec<BoundService>,
-        on_ready: impl FnOnce(&[Report]),
+        on_ready: impl FnOnce(&Ready),
     ) -> anyhow::Result<bool> {
         let stops = ctx.stops.clone();
         let signals = tokio::spawn(forward_signals(stops.clone()));
@@ -169,28 +180,43 @@ impl Supervisor {
                 if l.http.is_none()
                     && let Some(port) = self.ops_port
                 {
-                    ops.push(ops_server(port, l.readiness.clone(), &stops).await?);
+                    ops.push(ops_server(port, l.readiness.clone(), &stops).await?.1);
                 }
                 launched.push(l);
             }
-            anyhow::Ok(())
+            match self.process_ops_port {
+                Some(port) => {
+                    let all = launched
+                        .iter()
+                        .fold(Readiness::new(), |all, l| all.merge(l.info.name, &l.readiness));
+                    let (addr, server) = ops_server(port, all, &stops).await?;
+                    ops.push(server);
+                    anyhow::Ok(Some(addr))
+                }
+                None => anyhow::Ok(None),
+            }
         }
         .await;
-        if let Err(e) = started {
-            stops.all();
-            for l in &mut launched {
-                let _ = l.join_intake().await;
-                let _ = l.join_consumer().await;
+        let process_ops = match started {
+            Ok(addr) => addr,
+            Err(e) => {
+                stops.all();
+                for l in &mut launched {
+                    let _ = l.join_intake().await;
+                    let _ = l.join_consumer().await;
+                }
+                signals.abort();
+                return Err(e);
             }
-            signals.abort();
-            return Err(e);
-        }
+        };
 
         tokio::select! {
             () = stops.intake.cancelled() => {}
             () = wait_ready(&launched) => {
-                let reports: Vec<Report> = launched.iter().map(Launched::report).collect();
-                on_ready(&reports);
+                on_ready(&Ready {
+                    services: launched.iter().map(Launched::report).collect(),
+                    process_ops,
+                });
             }
         }
         stops.intake.cancelled().await;
@@ -299,7 +325,7 @@ async fn ops_server(
     port: OpsPort,
     readiness: Readiness,
     stops: &Stops,
-) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     let router = finish_router(ops_router(json!({"status": "ok"}), readiness), 16 * 1024);
     let bind = |port: u16| kafkube_http::HttpServer::bind(SocketAddr::from(([0, 0, 0, 0], port)));
     let server = match port {
@@ -326,7 +352,8 @@ async fn ops_server(
             })?,
         },
     };
-    tracing::info!("/health, /ready and /metrics on port {}", server.local_addr().port());
+    let addr = server.local_addr();
+    tracing::info!("/health, /ready and /metrics on port {}", addr.port());
     // Probes keep answering while the consumers drain.
-    Ok(tokio::spawn(server.serve(router, stops.hard.clone())))
+    Ok((addr, tokio::spawn(server.serve(router, stops.hard.clone()))))
 }

@@ -673,6 +673,23 @@ async fn ctrl_c_with_the_log_database_down_loses_no_event_silently() {
                 .unwrap();
             assert_eq!(res.status(), 201);
         }
+        // The process's own /ready covers the consumers: it names the event logger's database
+        // (the students API's own /ready is fine: its database is).
+        let ready_url = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("Every service's readiness: "))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("the banner gives the process's /ready")
+            .replace("localhost", "127.0.0.1");
+        let not_ready = eventually(Duration::from_secs(20), || async {
+            let res = http.get(&ready_url).send().await.ok()?;
+            let body: serde_json::Value = res.json().await.ok()?;
+            (body["checks"]["event-logger/database"]["ok"] == false).then_some(body)
+        })
+        .await
+        .expect("/ready names the event logger's database");
+        assert_eq!(not_ready["ready"], false, "{not_ready}");
+        assert_eq!(not_ready["checks"]["students-api/database"]["ok"], true, "{not_ready}");
         signal(&guard.0, "-INT");
         // It says what it waits for.
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -63,10 +63,11 @@ pub async fn run(matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     let supervisor = Supervisor {
         stop: StopMode::Now,
         ops_port: Some(options.ops_port.map_or(OpsPort::Preferably(9090), OpsPort::Exactly)),
+        process_ops_port: None,
     };
     let ok = supervisor
         .run(&ctx, vec![service], |ready| {
-            for r in ready {
+            for r in &ready.services {
                 tracing::info!(service = r.name, "ready: {}", r.summary);
             }
         })

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args};
 use kafkube_bus::{Cluster, KafkaArgs, ensure_topics};
-use kafkube_runtime::{Context, StopMode, Supervisor};
+use kafkube_runtime::{Context, OpsPort, StopMode, Supervisor, base_url};
 use kafkube_store::DbArgs;
 
 use crate::apps::APPS;
@@ -30,6 +30,12 @@ pub struct UpArgs {
     /// broker keeps nothing.
     #[arg(long, env = "KAFKUBE_DRAIN_TIMEOUT_SECS", value_name = "SECS")]
     pub drain_timeout_secs: Option<u64>,
+
+    /// Port of `/ready` for the whole process: every service's checks, consumers included (a
+    /// 503 names the failing `service/check`), with `/health` and `/metrics`. Unset: 9090, or a
+    /// free port when 9090 is taken (the banner says which); 0: any free port.
+    #[arg(long, env = "OPS_PORT", value_name = "PORT")]
+    pub ops_port: Option<u16>,
 }
 
 /// Adds every app's options to `kafkube up`.
@@ -51,6 +57,7 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
     let supervisor = Supervisor {
         stop: StopMode::Drain(args.drain_timeout_secs.map(Duration::from_secs)),
         ops_port: None,
+        process_ops_port: Some(args.ops_port.map_or(OpsPort::Preferably(9090), OpsPort::Exactly)),
     };
     let ok = supervisor
         .run(&ctx, services, |ready| {
@@ -62,9 +69,15 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
             } else {
                 format!("kafkube is up. Kafka: {}.\n", cluster.bootstrap_servers())
             };
-            let width = ready.iter().map(|r| r.name.len()).max().unwrap_or(0);
-            for r in ready {
+            let width = ready.services.iter().map(|r| r.name.len()).max().unwrap_or(0);
+            for r in &ready.services {
                 banner.push_str(&format!("  {:<width$} {}\n", r.name, r.summary));
+            }
+            if let Some(ops) = ready.process_ops {
+                banner.push_str(&format!(
+                    "Every service's readiness: {}/ready (and /metrics)\n",
+                    base_url(ops)
+                ));
             }
             banner.push_str("Press Ctrl-C to drain and stop.");
             say(&banner);
