@@ -26,10 +26,33 @@ pub fn text(s: &str) -> Result<(), &'static str> {
 /// same value would read back differently). One pass over the bytes; no tree is built. Keys are
 /// compared as written (`"a"` and `"\u0061"` are not seen as the same).
 pub fn json(raw: &str) -> Result<(), String> {
-    let b = raw.as_bytes();
-    // Per open object or array: the keys seen so far (`None` for an array), and whether the
-    // next string in an object is a key.
-    let mut open: Vec<(Option<Vec<&[u8]>>, bool)> = Vec::new();
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let Scratch { open, keys } = &mut *scratch;
+        open.clear();
+        keys.clear();
+        scan(raw.as_bytes(), open, keys)
+    })
+}
+
+/// Reused by every [`json`] call of a thread, so a check allocates nothing once warm.
+struct Scratch {
+    /// Per open object or array: where its keys start in `keys` (`NOT_AN_OBJECT` for an array).
+    open: Vec<usize>,
+    /// The keys of the open objects, innermost last, as byte ranges of the text.
+    keys: Vec<(usize, usize)>,
+}
+
+const NOT_AN_OBJECT: usize = usize::MAX;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> =
+        const { std::cell::RefCell::new(Scratch { open: Vec::new(), keys: Vec::new() }) };
+}
+
+fn scan(b: &[u8], open: &mut Vec<usize>, keys: &mut Vec<(usize, usize)>) -> Result<(), String> {
+    // Whether the next string is a key: after `{`, and after `,` in an object.
+    let mut key_next = false;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -37,32 +60,31 @@ pub fn json(raw: &str) -> Result<(), String> {
                 if open.len() == MAX_JSON_DEPTH {
                     return Err(format!("is nested deeper than {MAX_JSON_DEPTH} levels"));
                 }
-                open.push(if c == b'{' {
-                    (Some(Vec::new()), true)
-                } else {
-                    (None, false)
-                });
+                open.push(if c == b'{' { keys.len() } else { NOT_AN_OBJECT });
+                key_next = c == b'{';
             }
             b'}' | b']' => {
-                open.pop();
-            }
-            b',' => {
-                if let Some((Some(_), key_next)) = open.last_mut() {
-                    *key_next = true;
+                if let Some(start) = open.pop()
+                    && start != NOT_AN_OBJECT
+                {
+                    keys.truncate(start);
                 }
+                key_next = false;
             }
+            b',' => key_next = open.last().is_some_and(|&start| start != NOT_AN_OBJECT),
             b'"' => {
                 let end = string_end(b, i + 1)?;
-                if let Some((Some(keys), key_next @ true)) = open.last_mut() {
-                    *key_next = false;
+                if key_next {
+                    key_next = false;
                     let key = &b[i + 1..end];
-                    if keys.contains(&key) {
+                    let start = open.last().copied().unwrap_or(0);
+                    if keys[start..].iter().any(|&(s, e)| &b[s..e] == key) {
                         return Err(format!(
                             "has the key \"{}\" twice in one object",
                             String::from_utf8_lossy(key)
                         ));
                     }
-                    keys.push(key);
+                    keys.push((i + 1, end));
                 }
                 i = end;
             }
