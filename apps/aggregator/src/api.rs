@@ -155,6 +155,18 @@ impl Service<AggregatorArgs> for AggregatorService {
             "aggregator",
             "Log aggregator on port 8080: `POST /publish` and Kafka ingest, deduplicated.",
         )
+        .reads(&[
+            "aggregator-port",
+            "aggregator-host",
+            "aggregator-database-url",
+            "aggregator-topics",
+            "aggregator-group",
+            "aggregator-batch",
+            "aggregator-consumers",
+            "aggregator-writers",
+            "aggregator-max-events",
+            "aggregator-max-body-mib",
+        ])
     }
 
     async fn start(&self, args: &AggregatorArgs, ctx: &Context) -> anyhow::Result<Running> {

@@ -37,7 +37,7 @@ pub struct LoadArgs {
     pub concurrency: usize,
 
     /// Events per request.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = kafkube_core::args::at_least_one())]
     pub batch_size: usize,
 
     /// Topics the events are spread over (comma-separated).
@@ -389,6 +389,23 @@ async fn stats(client: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    /// Options that would hang or panic the run are refused when parsed, with the reason.
+    #[test]
+    fn refuses_a_run_that_could_not_work() {
+        use clap::{Args as _, FromArgMatches as _};
+        let parse = |extra: &[&str]| {
+            let cmd = LoadArgs::augment_args(clap::Command::new("load"));
+            cmd.try_get_matches_from(std::iter::once("load").chain(extra.iter().copied()))
+                .map_err(|e| e.to_string())
+                .and_then(|m| LoadArgs::from_arg_matches(&m).map_err(|e| e.to_string()))
+        };
+        assert!(parse(&[]).is_ok());
+        for bad in [["--batch-size", "0"], ["--concurrency", "0"], ["--dup-rate", "1.5"]] {
+            let err = parse(&bad).expect_err(bad[0]);
+            assert!(err.contains(bad[0]), "{err}");
+        }
+    }
 
     #[test]
     fn generates_exactly_the_requested_repeats() {

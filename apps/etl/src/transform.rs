@@ -60,8 +60,16 @@ impl Service<EtlArgs> for Transform {
     fn info(&self) -> ServiceInfo {
         ServiceInfo::consumer(
             "etl-transform",
-            "ETL transform: group `etl-workers`, `raw_orders` (plain orders or Maxwell change records) → `enriched_orders`. Run several to scale out.",
+            "ETL transform: group `etl-workers`, `raw_orders` (plain orders or Maxwell \
+             change records) → `enriched_orders`. Run several to scale out.",
         )
+        .reads(&[
+            "etl-source-topic",
+            "etl-target-topic",
+            "etl-group",
+            "etl-batch",
+            "etl-partitions",
+        ])
     }
 
     async fn start(&self, args: &EtlArgs, ctx: &Context) -> anyhow::Result<Running> {

@@ -221,8 +221,22 @@ impl Service<EtlArgs> for WebhookService {
     fn info(&self) -> ServiceInfo {
         ServiceInfo::consumer(
             "etl-webhook",
-            "ETL webhook sink: group `etl-webhook`, enriched orders → POSTs to WEBHOOK_URL (e.g. n8n), retried until delivered, refused ones dead-lettered.",
+            "ETL webhook sink: group `etl-webhook`, enriched orders → POSTs to \
+             WEBHOOK_URL (e.g. n8n), retried until delivered, refused ones dead-lettered.",
         )
+        .reads(&[
+            "etl-target-topic",
+            "etl-sink-topic",
+            "etl-batch",
+            "etl-partitions",
+            "webhook-url",
+            "webhook-batch",
+            "webhook-concurrency",
+            "webhook-timeout-ms",
+            "webhook-group",
+            "webhook-topic",
+            "webhook-authorization",
+        ])
     }
 
     async fn start(&self, args: &EtlArgs, ctx: &Context) -> anyhow::Result<Running> {

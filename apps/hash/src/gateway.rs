@@ -143,6 +143,15 @@ impl Service<HashArgs> for HashGateway {
             "Hash gateway on port 3001: `POST /hash` answered over Kafka request/reply. Run several; \
              each reads its own partitions of the reply topic.",
         )
+        .reads(&[
+            "hash-host",
+            "hash-port",
+            "hash-request-topic",
+            "hash-response-topic",
+            "hash-request-timeout",
+            "hash-gateway-group",
+            "hash-partitions",
+        ])
     }
 
     async fn start(&self, args: &HashArgs, ctx: &Context) -> anyhow::Result<Running> {

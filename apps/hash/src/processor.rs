@@ -68,8 +68,16 @@ impl Service<HashArgs> for HashProcessor {
     fn info(&self) -> ServiceInfo {
         ServiceInfo::consumer(
             "hash-processor",
-            "Hash processor: group `service_2` on `hash_requests`, one reply per request. Run several to scale out.",
+            "Hash processor: group `service_2` on `hash_requests`, one reply per \
+             request. Run several to scale out.",
         )
+        .reads(&[
+            "hash-request-topic",
+            "hash-response-topic",
+            "hash-processor-group",
+            "hash-batch",
+            "hash-partitions",
+        ])
     }
 
     async fn start(&self, args: &HashArgs, ctx: &Context) -> anyhow::Result<Running> {

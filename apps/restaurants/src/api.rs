@@ -390,6 +390,19 @@ impl Service<RestaurantsArgs> for RestaurantsApi {
             "restaurants",
             "Restaurants page and API on port 5000: search, order, live order status.",
         )
+        .reads(&[
+            "restaurants-port",
+            "restaurants-host",
+            "restaurants-database-url",
+            "restaurants-file",
+            "restaurants-writers",
+            "order-amount",
+            "order-topic",
+            "order-confirm-topic",
+            "order-status-topic",
+            "order-status-group",
+            "restaurants-partitions",
+        ])
     }
 
     /// Connects (waiting for the database), migrates, imports the restaurant list into an empty

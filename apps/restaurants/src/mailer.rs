@@ -301,8 +301,20 @@ impl Service<RestaurantsArgs> for Mailer {
     fn info(&self) -> ServiceInfo {
         ServiceInfo::consumer(
             "restaurant-mailer",
-            "Mailer: `order_confirm` → one confirmation e-mail per paid order (SMTP, or .eml files) → `order_status`.",
+            "Mailer: `order_confirm` → one confirmation e-mail per paid order (SMTP, or \
+             .eml files) → `order_status`.",
         )
+        .reads(&[
+            "mailer-database-url",
+            "mailer-group",
+            "smtp-url",
+            "mail-dir",
+            "mail-from",
+            "mailer-concurrency",
+            "order-confirm-topic",
+            "order-status-topic",
+            "restaurants-partitions",
+        ])
     }
 
     async fn start(&self, args: &RestaurantsArgs, ctx: &Context) -> anyhow::Result<Running> {

@@ -262,7 +262,13 @@ pub struct StudentsApi;
 #[kafkube_runtime::async_trait]
 impl Service<StudentsArgs> for StudentsApi {
     fn info(&self) -> ServiceInfo {
-        ServiceInfo::intake("students-api", "Students REST API on port 3000, with its outbox relay.")
+        ServiceInfo::intake("students-api", "Students REST API on port 3000, with its outbox relay.").reads(&[
+            "students-port",
+            "students-host",
+            "database-url",
+            "students-topic",
+            "students-partitions",
+        ])
     }
 
     /// Connects (waiting for the database), migrates, binds. Port 0 picks a free port.

@@ -160,6 +160,14 @@ impl Service<StudentsArgs> for EventLogger {
             "event-logger",
             "Event logger: `mahasiswa_events` → `event_logs`. Run several in one group to scale out.",
         )
+        .reads(&[
+            "log-database-url",
+            "students-topic",
+            "students-partitions",
+            "event-logger-group",
+            "event-logger-batch",
+            "event-logger-instance",
+        ])
     }
 
     /// Connects to the log database (waiting for it), migrates, joins the group.

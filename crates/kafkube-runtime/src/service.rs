@@ -22,12 +22,18 @@ pub enum Kind {
     Consumer,
 }
 
-/// A service's name (the `serve` subcommand), one-line description and kind.
+/// A service's name (the `serve` subcommand), one-line description, kind, and the options of its
+/// app it reads.
 #[derive(Clone, Copy, Debug)]
 pub struct ServiceInfo {
     pub name: &'static str,
     pub about: &'static str,
     pub kind: Kind,
+    /// The long flags (without `--`) of the app's options this service reads, topics it creates
+    /// included: `serve <service> --help` shows these and hides the app's others, which stay
+    /// accepted (one ConfigMap can feed every service). The binary's tests check that each names
+    /// an option of the app and that every option of the app is read by some service.
+    pub options: &'static [&'static str],
 }
 
 impl ServiceInfo {
@@ -36,6 +42,7 @@ impl ServiceInfo {
             name,
             about,
             kind: Kind::Intake,
+            options: &[],
         }
     }
 
@@ -44,7 +51,13 @@ impl ServiceInfo {
             name,
             about,
             kind: Kind::Consumer,
+            options: &[],
         }
+    }
+
+    /// The app's options this service reads (long flags without `--`).
+    pub const fn reads(self, options: &'static [&'static str]) -> Self {
+        Self { options, ..self }
     }
 }
 

@@ -472,8 +472,24 @@ impl Service<EtlArgs> for CdcService {
     fn info(&self) -> ServiceInfo {
         ServiceInfo::consumer(
             "etl-cdc",
-            "ETL CDC: reads a MySQL/MariaDB binlog (CDC_MYSQL_URL) and publishes Maxwell JSON per row change. One per source server.",
+            "ETL CDC: reads a MySQL/MariaDB binlog (CDC_MYSQL_URL) and publishes \
+             Maxwell JSON per row change. One per source server.",
         )
+        .reads(&[
+            "cdc-mysql-url",
+            "maxwell-config",
+            "cdc-filter",
+            "cdc-kafka-topic",
+            "cdc-ddl-kafka-topic",
+            "cdc-producer-partition-by",
+            "cdc-output-binlog-position",
+            "cdc-server-id",
+            "cdc-client-id",
+            "cdc-state-url",
+            "cdc-batch",
+            "cdc-snapshot",
+            "etl-partitions",
+        ])
     }
 
     async fn start(&self, args: &EtlArgs, ctx: &Context) -> anyhow::Result<Running> {

@@ -80,8 +80,23 @@ impl Service<EtlArgs> for Sink {
     fn info(&self) -> ServiceInfo {
         ServiceInfo::consumer(
             "etl-sink",
-            "ETL sink: group `sink-mysql-workers`, `enriched_orders` → table `orders` (MySQL/MariaDB, PostgreSQL or SQLite). Run several to scale out.",
+            "ETL sink: group `sink-mysql-workers`, `enriched_orders` → table `orders` \
+             (MySQL/MariaDB, PostgreSQL or SQLite). Run several to scale out.",
         )
+        .reads(&[
+            "etl-target-topic",
+            "etl-sink-topic",
+            "etl-sink-group",
+            "etl-batch",
+            "etl-partitions",
+            "sink-database-url",
+            "mysql-host",
+            "mysql-port",
+            "mysql-user",
+            "mysql-password",
+            "mysql-database",
+            "mysql-table",
+        ])
     }
 
     /// Connects to the sink database (waiting for it), creates the table, joins the group.

@@ -300,8 +300,21 @@ impl Service<RestaurantsArgs> for Payments {
     fn info(&self) -> ServiceInfo {
         ServiceInfo::consumer(
             "restaurant-payments",
-            "Payments: `order` → card check and bank charge (once per order) → `order_confirm`, `order_status`.",
+            "Payments: `order` → card check and bank charge (once per order) → \
+             `order_confirm`, `order_status`.",
         )
+        .reads(&[
+            "payments-database-url",
+            "payments-group",
+            "bank-url",
+            "bank-api-key",
+            "bank-timeout-ms",
+            "payments-concurrency",
+            "order-topic",
+            "order-confirm-topic",
+            "order-status-topic",
+            "restaurants-partitions",
+        ])
     }
 
     async fn start(&self, args: &RestaurantsArgs, ctx: &Context) -> anyhow::Result<Running> {
