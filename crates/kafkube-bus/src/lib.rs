@@ -8,12 +8,14 @@
 //! - [`RpcClient`] and [`rpc::reply`]: request/reply with replies routed to the replica that asked.
 //! - [`EmbeddedBroker`]: librdkafka's in-memory mock cluster, the broker of `kafkube up`.
 //! - [`ensure_topics`]: topic provisioning that works on both.
+//! - [`dlq`]: reading dead-letter topics and replaying their records, once each.
 //!
 //! Nothing here, and nothing that uses it, knows which kind of broker it talks to, apart from
 //! [`ensure_topics`], which must (the mock cluster has no Admin API).
 
 pub mod config;
 pub mod consumer;
+pub mod dlq;
 pub mod embedded;
 pub mod error;
 pub mod headers;

@@ -4,6 +4,8 @@ mod bench;
 mod broker;
 #[cfg(test)]
 mod deploy_check;
+mod dlq;
+mod instance;
 mod latency;
 mod load;
 mod migrate;
@@ -55,6 +57,9 @@ pub enum Command {
     Load(load::LoadCmd),
     /// Benchmarks of single components.
     Bench(bench::BenchArgs),
+    /// Dead letters: list a topic's, show one, replay them to their topic once the cause is
+    /// fixed (each once). Beside a running `kafkube up` no option is needed.
+    Dlq(dlq::DlqCmd),
     /// Restaurants app: replace the restaurant list in the orders database (the seed's list, or
     /// a JSON file's), e.g. after editing it; running services see it at once.
     ImportRestaurants(kafkube_restaurants::store::ImportArgs),
@@ -85,6 +90,7 @@ impl Command {
             Self::Latency(a) => latency::run(a).await,
             Self::Load(a) => load::run(a).await,
             Self::Bench(a) => bench::run(a).await,
+            Self::Dlq(a) => dlq::run(a).await,
             Self::ImportRestaurants(a) => {
                 println!("{}", kafkube_restaurants::store::import(&a).await?);
                 Ok(ExitCode::SUCCESS)

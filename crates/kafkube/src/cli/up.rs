@@ -59,8 +59,19 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
         ops_port: None,
         process_ops_port: Some(args.ops_port.map_or(OpsPort::Preferably(9090), OpsPort::Exactly)),
     };
+    let mut written = None;
     let ok = supervisor
         .run(&ctx, services, |ready| {
+            // For commands run beside it (`kafkube dlq`): where its Kafka is.
+            let instance = super::instance::Instance {
+                kafka: cluster.bootstrap_servers().to_owned(),
+                pid: std::process::id(),
+                ready: ready.process_ops.map(|ops| format!("{}/ready", base_url(ops))),
+            };
+            match super::instance::write(&instance) {
+                Ok(w) => written = Some(w),
+                Err(e) => tracing::warn!("{e:#}"),
+            }
             let mut banner = if cluster.is_embedded() {
                 format!(
                     "kafkube is up. Embedded Kafka broker on {} (in memory: drained on Ctrl-C, nothing is kept after exit).\n",
@@ -84,6 +95,7 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
         })
         .await?;
     // The clients are gone (every service has returned); the broker goes last.
+    drop(written);
     drop(ctx);
     drop(cluster);
     say("kafkube stopped.");

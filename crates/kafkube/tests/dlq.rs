@@ -1,0 +1,141 @@
+//! `kafkube dlq list|show|replay` as users run it: against a cluster named in KAFKA_BROKERS
+//! (embedded, or the real Kafka of `KAFKUBE_TEST_KAFKA_BROKERS`), and beside a `kafkube up`
+//! with no option at all.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use common::{kafkube, signal, up_in};
+use kafkube_bus::{Header, KafkaConfig, Outgoing, Producer};
+use kafkube_testkit::{TestKafka, eventually};
+
+fn run(cmd: &mut std::process::Command) -> (Output, String, String) {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_show_and_replay_a_dead_letter_once() {
+    let kafka = TestKafka::start();
+    let topic = kafka.topic("dlqcli", 1).await;
+    let producer = Producer::new(&kafka.config()).unwrap();
+    let letter = Outgoing::new(format!("{topic}.dlq"), Some("k7"), r#"{"x":1}"#)
+        .header("correlation-id", "c-7")
+        .header(Header::ERROR, "no price for item 7")
+        .header(Header::SOURCE_TOPIC, topic.as_str())
+        .header(Header::SOURCE_PARTITION, "0")
+        .header(Header::SOURCE_OFFSET, "5");
+    producer.send(&letter).await.unwrap();
+    let dlq = |args: &[&str]| run(kafkube().envs(kafka.client_env()).arg("dlq").args(args));
+
+    let (out, list, err) = dlq(&["list", &topic]);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        list.contains(&format!("{topic}.dlq: 1 dead letter, 0 replayed")),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("0:0       {topic} 0:5  no        k7   no price for item 7")),
+        "{list}"
+    );
+
+    let (out, show, err) = dlq(&["show", &format!("{topic}.dlq"), "0:0"]);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        show.contains("\"x\": 1") && show.contains("correlation-id: c-7"),
+        "{show}"
+    );
+
+    let (out, first, err) = dlq(&["replay", &topic, "--all"]);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        first.contains(&format!("replayed {topic}.dlq 0:0 to {topic}")),
+        "{first}"
+    );
+    assert!(first.contains("1 replayed, 0 replayed before."), "{first}");
+    let (out, second, _) = dlq(&["replay", &topic, "--all"]);
+    assert!(out.status.success());
+    assert!(second.contains("0 replayed, 1 replayed before."), "{second}");
+    let back = kafka.read_exact(&topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(back.len(), 1, "replayed once");
+    assert_eq!(back[0].payload, br#"{"x":1}"#);
+    assert_eq!(back[0].header("correlation-id"), Some("c-7"));
+    assert_eq!(back[0].header(Header::ERROR), None);
+
+    let (_, list, _) = dlq(&["list", &topic]);
+    assert!(list.contains("1 dead letter, 1 replayed"), "{list}");
+
+    // Wrong positions and missing selections are refused with what to do.
+    let (out, _, err) = dlq(&["replay", &topic, "0:9"]);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("has no letter at 0:9") && err.contains("kafkube dlq list"),
+        "{err}"
+    );
+    let (out, _, err) = dlq(&["replay", &topic]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--all"), "{err}");
+    let (out, _, err) = dlq(&["show", &topic, "zero"]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PARTITION:OFFSET"), "{err}");
+    let (out, _, err) = dlq(&["list", "no-such-topic-here"]);
+    assert!(!out.status.success());
+    assert!(err.contains("no topic `no-such-topic-here.dlq`"), "{err}");
+}
+
+/// Beside a running `kafkube up`, no option is needed: a poisoned record on the students' topic
+/// is dead-lettered by the event logger, listed, and replayed (it fails again: a new letter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_up_it_needs_no_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, err) = run(kafkube()
+        .current_dir(dir.path())
+        .args(["dlq", "list", "mahasiswa_events"]));
+    assert!(!out.status.success());
+    assert!(err.contains("set KAFKA_BROKERS") && err.contains("kafkube up"), "{err}");
+
+    let (guard, _banner, _rx) = up_in(dir.path());
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/kafkube-up.json")).unwrap()).unwrap();
+    let bootstrap = file["kafka"].as_str().unwrap().to_owned();
+    let producer = Producer::new(&KafkaConfig::new(bootstrap)).unwrap();
+    producer
+        .send(&Outgoing::new("mahasiswa_events", Some("9"), "this is not an event"))
+        .await
+        .unwrap();
+
+    let dlq = |args: &[&str]| run(kafkube().current_dir(dir.path()).arg("dlq").args(args));
+    let listed = eventually(Duration::from_secs(30), || {
+        let (out, list, _) = dlq(&["list", "mahasiswa_events"]);
+        async move { (out.status.success() && list.contains("1 dead letter")).then_some(list) }
+    })
+    .await
+    .expect("the poisoned record is dead-lettered");
+    assert!(listed.contains("mahasiswa_events"), "{listed}");
+
+    let (out, replay, err) = dlq(&["replay", "mahasiswa_events", "0:0"]);
+    assert!(out.status.success(), "{err}");
+    assert!(replay.contains("1 replayed"), "{replay}");
+    let again = eventually(Duration::from_secs(30), || {
+        let (_, list, _) = dlq(&["list", "mahasiswa_events"]);
+        async move { list.contains("2 dead letters, 1 replayed").then_some(()) }
+    })
+    .await;
+    assert!(again.is_some(), "the replayed record failed again and came back once");
+
+    signal(&guard.0, "-INT");
+    let status = tokio::task::spawn_blocking(move || {
+        let mut guard = guard;
+        guard.0.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!dir.path().join("data/kafkube-up.json").exists(), "removed on exit");
+}
