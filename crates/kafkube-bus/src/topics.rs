@@ -122,3 +122,60 @@ async fn auto_create(config: &KafkaConfig, topics: Vec<String>) {
         tracing::warn!(error = %e, "topic auto-creation task failed");
     }
 }
+
+/// A topic as the cluster has it now: each partition's first and end offsets.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TopicOffsets {
+    pub name: String,
+    /// `(partition, low watermark, end offset)`, in partition order.
+    pub partitions: Vec<(i32, i64, i64)>,
+}
+
+impl TopicOffsets {
+    /// Records the topic holds now (the broker may have deleted older ones).
+    pub fn records(&self) -> i64 {
+        self.partitions.iter().map(|(_, low, end)| (end - low).max(0)).sum()
+    }
+
+    /// Records ever written: the sum of the end offsets.
+    pub fn written(&self) -> i64 {
+        self.partitions.iter().map(|(_, _, end)| end).sum()
+    }
+}
+
+/// Every topic of the cluster but its internal ones (`__…`), with its partitions' offsets, in
+/// name order. Needs no Admin API: metadata and offsets only, so the embedded broker answers too.
+pub async fn describe_topics(config: &KafkaConfig, timeout: Duration) -> Result<Vec<TopicOffsets>> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = config
+            .consumer_config("kafkube-status")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let metadata = client
+            .fetch_metadata(None, timeout)
+            .map_err(|e| crate::BusError::Unreachable(format!(" at {}: {e}", config.brokers)))?;
+        let mut topics = Vec::new();
+        for t in metadata
+            .topics()
+            .iter()
+            .filter(|t| !t.name().starts_with("__") && t.error().is_none())
+        {
+            let mut partitions = Vec::new();
+            for p in t.partitions() {
+                let (low, end) = client.fetch_watermarks(t.name(), p.id(), timeout)?;
+                partitions.push((p.id(), low, end));
+            }
+            partitions.sort_unstable();
+            topics.push(TopicOffsets {
+                name: t.name().to_owned(),
+                partitions,
+            });
+        }
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    })
+    .await
+    .map_err(|e| crate::BusError::Config(format!("metadata task failed: {e}")))?
+}

@@ -42,6 +42,11 @@ pub fn write(instance: &Instance) -> anyhow::Result<Written> {
 
 /// The Kafka of the `kafkube up` running in this directory, or an error that says what to do.
 pub fn running_kafka() -> anyhow::Result<String> {
+    Ok(running()?.kafka)
+}
+
+/// The `kafkube up` running in this directory, or an error that says what to do.
+pub fn running() -> anyhow::Result<Instance> {
     let text = match std::fs::read(FILE) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
@@ -58,5 +63,5 @@ pub fn running_kafka() -> anyhow::Result<String> {
             instance.pid
         );
     }
-    Ok(instance.kafka)
+    Ok(instance)
 }

@@ -10,6 +10,7 @@ mod latency;
 mod load;
 mod migrate;
 mod serve;
+mod status;
 mod up;
 
 use std::process::ExitCode;
@@ -60,6 +61,10 @@ pub enum Command {
     /// Dead letters: list a topic's, show one, replay them to their topic once the cause is
     /// fixed (each once). Beside a running `kafkube up` no option is needed.
     Dlq(dlq::DlqCmd),
+    /// One table of everything: services' readiness, consumer groups' lag per partition, topics
+    /// with their records and dead letters (`--watch` to follow, `--json` for scripts). Beside a
+    /// running `kafkube up` no option is needed.
+    Status(status::StatusArgs),
     /// Restaurants app: replace the restaurant list in the orders database (the seed's list, or
     /// a JSON file's), e.g. after editing it; running services see it at once.
     ImportRestaurants(kafkube_restaurants::store::ImportArgs),
@@ -91,6 +96,7 @@ impl Command {
             Self::Load(a) => load::run(a).await,
             Self::Bench(a) => bench::run(a).await,
             Self::Dlq(a) => dlq::run(a).await,
+            Self::Status(a) => status::run(a).await,
             Self::ImportRestaurants(a) => {
                 println!("{}", kafkube_restaurants::store::import(&a).await?);
                 Ok(ExitCode::SUCCESS)

@@ -1,6 +1,6 @@
-//! `kafkube dlq list|show|replay` as users run it: against a cluster named in KAFKA_BROKERS
-//! (embedded, or the real Kafka of `KAFKUBE_TEST_KAFKA_BROKERS`), and beside a `kafkube up`
-//! with no option at all.
+//! Operating Kafkube from the command line as users do: `kafkube dlq list|show|replay` against a
+//! cluster named in KAFKA_BROKERS (embedded, or the real Kafka of `KAFKUBE_TEST_KAFKA_BROKERS`),
+//! and `kafkube dlq` and `kafkube status` beside a `kafkube up` with no option at all.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +9,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{kafkube, signal, up_in};
+use common::{banner_url, kafkube, signal, up_in};
 use kafkube_bus::{Header, KafkaConfig, Outgoing, Producer};
 use kafkube_testkit::{TestKafka, eventually};
 
@@ -71,6 +71,15 @@ async fn list_show_and_replay_a_dead_letter_once() {
     let (_, list, _) = dlq(&["list", &topic]);
     assert!(list.contains("1 dead letter, 1 replayed"), "{list}");
 
+    // `status` with only a cluster: its topics, with their dead letters and replays.
+    let (out, table, err) = run(kafkube().envs(kafka.client_env()).arg("status"));
+    assert!(out.status.success(), "{err}");
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{topic} ")))
+        .unwrap_or_else(|| panic!("no row for {topic}: {table}"));
+    assert!(row.trim_end().ends_with("1 (1 replayed)"), "{row}");
+
     // Wrong positions and missing selections are refused with what to do.
     let (out, _, err) = dlq(&["replay", &topic, "0:9"]);
     assert!(!out.status.success());
@@ -89,10 +98,11 @@ async fn list_show_and_replay_a_dead_letter_once() {
     assert!(err.contains("no topic `no-such-topic-here.dlq`"), "{err}");
 }
 
-/// Beside a running `kafkube up`, no option is needed: a poisoned record on the students' topic
-/// is dead-lettered by the event logger, listed, and replayed (it fails again: a new letter).
+/// Beside a running `kafkube up`, no option is needed: after a few students and a poisoned record
+/// on their topic, `status` shows the event logger's lag at 0 and one dead letter; the letter is
+/// listed and replayed (it fails again: a new letter), and `status` counts the replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn beside_up_it_needs_no_option() {
+async fn beside_up_dlq_and_status_need_no_option() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _, err) = run(kafkube()
         .current_dir(dir.path())
@@ -100,7 +110,18 @@ async fn beside_up_it_needs_no_option() {
     assert!(!out.status.success());
     assert!(err.contains("set KAFKA_BROKERS") && err.contains("kafkube up"), "{err}");
 
-    let (guard, _banner, _rx) = up_in(dir.path());
+    let (guard, banner, _rx) = up_in(dir.path());
+    let students = banner_url(&banner, "students-api");
+    let http = reqwest::Client::new();
+    for i in 0..3 {
+        let r = http
+            .post(&students)
+            .json(&serde_json::json!({"nim": format!("op{i}"), "nama": "Operator"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
     let file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("data/kafkube-up.json")).unwrap()).unwrap();
     let bootstrap = file["kafka"].as_str().unwrap().to_owned();
@@ -119,6 +140,40 @@ async fn beside_up_it_needs_no_option() {
     .expect("the poisoned record is dead-lettered");
     assert!(listed.contains("mahasiswa_events"), "{listed}");
 
+    let status = |args: &[&str]| run(kafkube().current_dir(dir.path()).arg("status").args(args));
+    let table = eventually(Duration::from_secs(30), || {
+        let (out, table, _) = status(&[]);
+        let caught_up = table.contains("SERVICES: all ready")
+            && table.contains("  total lag: 0")
+            && table
+                .lines()
+                .any(|l| l.trim_start().starts_with("event-logger") && l.contains("mahasiswa_events"));
+        async move { (out.status.success() && caught_up).then_some(table) }
+    })
+    .await;
+    let table = table.unwrap_or_else(|| status(&[]).1);
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("mahasiswa_events "))
+        .unwrap_or_else(|| panic!("no topic row: {table}"));
+    assert!(row.trim_end().ends_with(" 1"), "one dead letter: {row}\n{table}");
+    let (out, json, err) = status(&["--json"]);
+    assert!(out.status.success(), "{err}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "event-logger/database")
+    );
+    let (out, table, _) = status(&["--url", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("SERVICES: NOT READY") && table.contains("cannot reach it"),
+        "{table}"
+    );
+
     let (out, replay, err) = dlq(&["replay", "mahasiswa_events", "0:0"]);
     assert!(out.status.success(), "{err}");
     assert!(replay.contains("1 replayed"), "{replay}");
@@ -128,6 +183,12 @@ async fn beside_up_it_needs_no_option() {
     })
     .await;
     assert!(again.is_some(), "the replayed record failed again and came back once");
+    let counted = eventually(Duration::from_secs(10), || {
+        let (_, table, _) = status(&[]);
+        async move { table.contains("2 (1 replayed)").then_some(()) }
+    })
+    .await;
+    assert!(counted.is_some(), "{}", status(&[]).1);
 
     signal(&guard.0, "-INT");
     let status = tokio::task::spawn_blocking(move || {
