@@ -128,6 +128,8 @@ pub struct Supervisor {
     /// `up`: the port of one `/health`, `/ready` and `/metrics` for the whole process, whose
     /// `/ready` runs every service's checks (`service/check`), consumers included.
     pub process_ops_port: Option<OpsPort>,
+    /// More routes for that server (`up`'s console).
+    pub process_ops_routes: Option<axum::Router>,
 }
 
 /// What `on_ready` is told once every service is ready.
@@ -180,7 +182,7 @@ impl Supervisor {
                 if l.http.is_none()
                     && let Some(port) = self.ops_port
                 {
-                    ops.push(ops_server(port, l.readiness.clone(), &stops).await?.1);
+                    ops.push(ops_server(port, l.readiness.clone(), None, &stops).await?.1);
                 }
                 launched.push(l);
             }
@@ -189,7 +191,7 @@ impl Supervisor {
                     let all = launched
                         .iter()
                         .fold(Readiness::new(), |all, l| all.merge(l.info.name, &l.readiness));
-                    let (addr, server) = ops_server(port, all, &stops).await?;
+                    let (addr, server) = ops_server(port, all, self.process_ops_routes.clone(), &stops).await?;
                     ops.push(server);
                     anyhow::Ok(Some(addr))
                 }
@@ -324,9 +326,17 @@ async fn wait_ready(launched: &[Launched]) {
 async fn ops_server(
     port: OpsPort,
     readiness: Readiness,
+    extra: Option<axum::Router>,
     stops: &Stops,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
-    let router = finish_router(ops_router(json!({"status": "ok"}), readiness), 16 * 1024);
+    let ops = ops_router(json!({"status": "ok"}), readiness);
+    let router = finish_router(
+        match extra {
+            Some(extra) => ops.merge(extra),
+            None => ops,
+        },
+        16 * 1024,
+    );
     let bind = |port: u16| kafkube_http::HttpServer::bind(SocketAddr::from(([0, 0, 0, 0], port)));
     let server = match port {
         OpsPort::Exactly(p) => bind(p).await.with_context(|| {

@@ -10,6 +10,7 @@
 //!   private MariaDB `scripts/test` starts with `scripts/mariadb`), a database per test.
 //! - SQLite: a file in a fresh temporary directory.
 //! - SMTP: [`TestSmtp`], a real SMTP server (aiosmtpd) on a free port, with what it received.
+//! - A browser: [`browser::ChromeDriver`], headless Chromium over WebDriver.
 //!
 //! No test is skipped for want of PostgreSQL: a missing server is a failure that says what to do.
 //!
@@ -18,6 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test support: panics are the failure report
 
+pub mod browser;
 mod db;
 mod http;
 mod kafka;

@@ -10,7 +10,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::{banner_url, kafkube, signal, up_in};
+use fantoccini::Locator;
 use kafkube_bus::{Header, KafkaConfig, Outgoing, Producer};
+use kafkube_testkit::browser::{ChromeDriver, screenshot, wait_js};
 use kafkube_testkit::{TestKafka, eventually};
 
 fn run(cmd: &mut std::process::Command) -> (Output, String, String) {
@@ -99,8 +101,9 @@ async fn list_show_and_replay_a_dead_letter_once() {
 }
 
 /// Beside a running `kafkube up`, no option is needed: after a few students and a poisoned record
-/// on their topic, `status` shows the event logger's lag at 0 and one dead letter; the letter is
-/// listed and replayed (it fails again: a new letter), and `status` counts the replay.
+/// on their topic, `status` and the console (in headless Chromium; a screenshot is kept in
+/// target/test-artifacts) show the event logger's lag at 0 and one dead letter; the letter is
+/// replayed from the console's button (it fails again: a new letter), and both count the replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beside_up_dlq_and_status_need_no_option() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,9 +177,58 @@ async fn beside_up_dlq_and_status_need_no_option() {
         "{table}"
     );
 
-    let (out, replay, err) = dlq(&["replay", "mahasiswa_events", "0:0"]);
-    assert!(out.status.success(), "{err}");
-    assert!(replay.contains("1 replayed"), "{replay}");
+    // The console, in a real browser: the same lag and dead letter, then the replay by its button.
+    let console = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("Console: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no console in {banner:?}"))
+        .replace("localhost", "127.0.0.1");
+    let driver = ChromeDriver::start().await;
+    let c = driver.session_sized(1280, 900).await;
+    c.goto(&console).await.unwrap();
+    wait_js(
+        &c,
+        "the console shows the event logger caught up and one dead letter",
+        Duration::from_secs(30),
+        "const t = (s) => document.querySelector(s)?.textContent.trim();
+         return { lag: t('#groups tr[data-group=\"event-logger\"] .lag'),
+                  dead: t('#topics tr[data-topic=\"mahasiswa_events\"] .dead'),
+                  ready: t('#summary') };",
+        |v| v["lag"] == "0" && v["dead"].as_str().is_some_and(|d| d.starts_with("1 ")),
+    )
+    .await;
+    screenshot(&c, "console").await;
+    c.find(Locator::Css("#topics tr[data-topic=\"mahasiswa_events\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "the letter is listed",
+        Duration::from_secs(30),
+        "return document.querySelectorAll('#letters tr[data-position]').length;",
+        |v| v == 1,
+    )
+    .await;
+    c.find(Locator::Css("#letters tr[data-position=\"0:0\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let note = wait_js(
+        &c,
+        "the replay is confirmed",
+        Duration::from_secs(30),
+        "return document.querySelector('#letters-note').textContent;",
+        |v| v.as_str().is_some_and(|t| t.starts_with("Replayed 1;")),
+    )
+    .await;
+    assert!(note.as_str().unwrap().contains("0 replayed before"), "{note}");
+    c.close().await.unwrap();
     let again = eventually(Duration::from_secs(30), || {
         let (_, list, _) = dlq(&["list", "mahasiswa_events"]);
         async move { list.contains("2 dead letters, 1 replayed").then_some(()) }

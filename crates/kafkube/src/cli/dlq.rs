@@ -215,7 +215,7 @@ fn table(letters: &[DeadLetter], dlq: &str, replayed: &BTreeSet<Position>) -> St
     out
 }
 
-fn as_json(l: &DeadLetter, dlq: &str, replayed: &BTreeSet<Position>) -> serde_json::Value {
+pub(super) fn as_json(l: &DeadLetter, dlq: &str, replayed: &BTreeSet<Position>) -> serde_json::Value {
     let origin = l.origin(dlq);
     serde_json::json!({
         "position": l.position.to_string(),

@@ -65,3 +65,27 @@ pub fn running() -> anyhow::Result<Instance> {
     }
     Ok(instance)
 }
+
+/// The cluster and the services' ops URLs a command run beside `up` watches: those given, and
+/// for those not given, the `kafkube up` running in this directory's (an error says what to do
+/// when there is no Kafka either way).
+pub fn watched(kafka: &kafkube_bus::KafkaArgs, urls: &[String]) -> anyhow::Result<(kafkube_bus::Cluster, Vec<String>)> {
+    let up = (kafka.brokers.is_none() || urls.is_empty()).then(running);
+    let mut kafka = kafka.clone();
+    if kafka.brokers.is_none() {
+        kafka.brokers = Some(match &up {
+            Some(Ok(up)) => up.kafka.clone(),
+            Some(Err(e)) => anyhow::bail!("{e}"),
+            None => unreachable!("read when no broker is given"),
+        });
+    }
+    let urls = if urls.is_empty() {
+        up.and_then(Result::ok)
+            .and_then(|u| u.ready)
+            .map(|r| vec![r.trim_end_matches("/ready").to_owned()])
+            .unwrap_or_default()
+    } else {
+        urls.iter().map(|u| u.trim_end_matches('/').to_owned()).collect()
+    };
+    Ok((kafkube_bus::Cluster::resolve(&kafka, false)?, urls))
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod broker;
+mod console;
 #[cfg(test)]
 mod deploy_check;
 mod dlq;
@@ -65,6 +66,9 @@ pub enum Command {
     /// with their records and dead letters (`--watch` to follow, `--json` for scripts). Beside a
     /// running `kafkube up` no option is needed.
     Status(status::StatusArgs),
+    /// The console: the same as `status` on a live web page, with dead letters and replay
+    /// buttons (`kafkube up` serves it at /console on its ops port).
+    Console(console::ConsoleArgs),
     /// Restaurants app: replace the restaurant list in the orders database (the seed's list, or
     /// a JSON file's), e.g. after editing it; running services see it at once.
     ImportRestaurants(kafkube_restaurants::store::ImportArgs),
@@ -97,6 +101,7 @@ impl Command {
             Self::Bench(a) => bench::run(a).await,
             Self::Dlq(a) => dlq::run(a).await,
             Self::Status(a) => status::run(a).await,
+            Self::Console(a) => console::run(a).await,
             Self::ImportRestaurants(a) => {
                 println!("{}", kafkube_restaurants::store::import(&a).await?);
                 Ok(ExitCode::SUCCESS)

@@ -86,6 +86,7 @@ pub async fn run(matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         stop: StopMode::Now,
         ops_port: Some(options.ops_port.map_or(OpsPort::Preferably(9090), OpsPort::Exactly)),
         process_ops_port: None,
+        process_ops_routes: None,
     };
     let ok = supervisor
         .run(&ctx, vec![service], |ready| {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kafkube_bus::{Cluster, KafkaArgs, TopicOffsets, describe_topics};
+use kafkube_bus::{KafkaArgs, KafkaConfig, TopicOffsets, describe_topics};
 use serde::Serialize;
 
 use super::instance;
@@ -37,7 +37,7 @@ pub struct StatusArgs {
 
 /// What `status` found.
 #[derive(Debug, Default, Serialize)]
-struct Status {
+pub(super) struct Status {
     kafka: String,
     /// Every service check: `(url, check, error)`; `error` is `None` when it passes.
     checks: Vec<Check>,
@@ -79,29 +79,10 @@ impl Status {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut kafka = args.kafka.clone();
-    let from_up = if kafka.brokers.is_none() || args.urls.is_empty() {
-        instance::running().ok()
-    } else {
-        None
-    };
-    if kafka.brokers.is_none() {
-        kafka.brokers = Some(match &from_up {
-            Some(up) => up.kafka.clone(),
-            None => instance::running_kafka()?,
-        });
-    }
-    let urls: Vec<String> = if args.urls.is_empty() {
-        from_up
-            .and_then(|up| up.ready)
-            .map_or_else(Vec::new, |r| vec![r.trim_end_matches("/ready").to_owned()])
-    } else {
-        args.urls.iter().map(|u| u.trim_end_matches('/').to_owned()).collect()
-    };
-    let cluster = Cluster::resolve(&kafka, false)?;
+    let (cluster, urls) = instance::watched(&args.kafka, &args.urls)?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
     loop {
-        let status = gather(&cluster, &urls, &http).await?;
+        let status = gather(&cluster.config, &urls, &http).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
@@ -125,9 +106,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn gather(cluster: &Cluster, urls: &[String], http: &reqwest::Client) -> anyhow::Result<Status> {
+/// Asks every URL for its readiness and lag, and Kafka for its topics.
+pub(super) async fn gather(kafka: &KafkaConfig, urls: &[String], http: &reqwest::Client) -> anyhow::Result<Status> {
     let mut status = Status {
-        kafka: cluster.bootstrap_servers().to_owned(),
+        kafka: kafka.brokers.clone(),
         ..Status::default()
     };
     for url in urls {
@@ -161,7 +143,7 @@ async fn gather(cluster: &Cluster, urls: &[String], http: &reqwest::Client) -> a
     status
         .groups
         .dedup_by(|a, b| (&a.group, &a.topic, a.partition) == (&b.group, &b.topic, b.partition));
-    let topics = describe_topics(&cluster.config, Duration::from_secs(10)).await?;
+    let topics = describe_topics(kafka, Duration::from_secs(10)).await?;
     status.topics = topic_rows(&topics);
     Ok(status)
 }

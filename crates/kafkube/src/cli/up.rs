@@ -54,10 +54,12 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
     let cluster = Cluster::resolve(&args.kafka, true)?;
     ensure_topics(&cluster.config, &topics).await?;
     let ctx = Context::new(cluster.config.clone(), args.db)?;
+    let console = super::console::Console::new(cluster.config.clone())?;
     let supervisor = Supervisor {
         stop: StopMode::Drain(args.drain_timeout_secs.map(Duration::from_secs)),
         ops_port: None,
         process_ops_port: Some(args.ops_port.map_or(OpsPort::Preferably(9090), OpsPort::Exactly)),
+        process_ops_routes: Some(super::console::router(console.clone())),
     };
     let mut written = None;
     let ok = supervisor
@@ -85,8 +87,10 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
                 banner.push_str(&format!("  {:<width$} {}\n", r.name, r.summary));
             }
             if let Some(ops) = ready.process_ops {
+                console.watch(vec![base_url(ops)]);
                 banner.push_str(&format!(
-                    "Every service's readiness: {}/ready (and /metrics)\n",
+                    "Every service's readiness: {}/ready (and /metrics)\nConsole: {}/console (or `kafkube status` here)\n",
+                    base_url(ops),
                     base_url(ops)
                 ));
             }
