@@ -91,6 +91,28 @@ ensure_schemathesis() {
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$KAFKUBE_SCHEMATHESIS_VERSION" >&2
 }
 
+# helm, for the chart's checks (scripts/check-deploy, scripts/render-k8s): built from its Go module
+# through the Go module proxy into target/tools/bin (no download from anywhere else). Sets HELM.
+KAFKUBE_HELM_VERSION=v3.19.5
+ensure_helm() {
+  export HELM="$PWD/target/tools/bin/helm"
+  # `go install` leaves the version out of the binary; a stamp beside it says which it is.
+  if [ -x "$HELM" ] && [ "$(cat "$HELM.version" 2>/dev/null)" = "$KAFKUBE_HELM_VERSION" ]; then
+    return 0
+  fi
+  # The official Go tarball's place is often not on PATH in non-login shells, e.g. in CI.
+  if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+    PATH="/usr/local/go/bin:$PATH"
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    die "helm is built with Go (1.24 or newer), which is not installed; install Go, or set KAFKUBE_SKIP_HELM=1 to skip the chart's checks"
+  fi
+  log "building helm $KAFKUBE_HELM_VERSION into target/tools/bin (go install, Go module proxy; a few minutes the first time)"
+  GOBIN="$PWD/target/tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$KAFKUBE_HELM_VERSION" >&2 ||
+    die "cannot build helm $KAFKUBE_HELM_VERSION with go install"
+  echo "$KAFKUBE_HELM_VERSION" > "$HELM.version"
+}
+
 # The Rust toolchain comes from rustup (rust-toolchain.toml pins it); Debian's cargo is too old.
 ensure_cargo() {
   # rustup's default location is often not on PATH in non-login shells, e.g. in CI.

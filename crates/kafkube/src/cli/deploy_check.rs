@@ -136,3 +136,24 @@ fn kubernetes_deployments_run_real_commands_and_their_config_is_read() {
         );
     }
 }
+
+/// The Helm chart has one entry per service of `kafkube serve`, no more, no less (the rendered
+/// manifests are checked against the chart by `scripts/render-k8s --check`).
+#[test]
+fn the_chart_deploys_every_service() {
+    let values = yaml_documents(&repo().join("deploy/helm/kafkube/values.yaml"))
+        .pop()
+        .expect("one document");
+    let chart: BTreeSet<String> = values["services"]
+        .as_mapping()
+        .expect("services")
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    let served: BTreeSet<String> = crate::apps::APPS
+        .iter()
+        .flat_map(|a| a.service_infos())
+        .map(|i| i.name.to_owned())
+        .collect();
+    assert_eq!(chart, served);
+}
