@@ -196,7 +196,7 @@ impl Reader {
         let mut stream = conn
             .get_binlog_stream(request)
             .await
-            .map_err(|e| privilege_hint(e.into()))?;
+            .map_err(|e| privilege_hint(e.into(), &start))?;
         tracing::info!(position = %start, "reading the binlog");
 
         let mut file = start.file.clone();
@@ -225,7 +225,7 @@ impl Reader {
             let Some(ev) = next else {
                 return Err(anyhow::anyhow!("the server closed the binlog stream"));
             };
-            let ev = ev.map_err(|e| privilege_hint(e.into()))?;
+            let ev = ev.map_err(|e| privilege_hint(e.into(), &start))?;
             if first {
                 backoff.reset();
                 first = false;
@@ -443,11 +443,11 @@ fn clean_file_name(name: &str) -> String {
 }
 
 /// A refused binlog request says what to do: grant a privilege, or move past a purged binlog.
-fn privilege_hint(e: anyhow::Error) -> anyhow::Error {
+fn privilege_hint(e: anyhow::Error, start: &Position) -> anyhow::Error {
     let text = format!("{e:#}");
     if text.contains("Could not find first log file") || text.contains("binary log is not open") {
         return Fatal(format!(
-            "{text}: the stored binlog position is gone from the server (binlog purged or reset). Changes \
+            "{text}: the binlog position {start} is gone from the server (binlog purged or reset). Changes \
              since then cannot be read; start over from the current position by deleting this client's row \
              from etl_cdc_positions (CDC_STATE_URL), after re-syncing the sink"
         ))
