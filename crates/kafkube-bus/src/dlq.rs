@@ -22,6 +22,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::{BusError, Header, HeaderMap, KafkaConfig, Outgoing, Producer, Result, TopicSpec, ensure_topics};
 
+/// How long reading a dead-letter topic (or its ledger) to its end may take, by default.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Header of a replayed record: the dead letter it replays (`<dlq topic>/<partition>:<offset>`).
 pub const REPLAY_OF: &str = "kafkube-replay-of";
 

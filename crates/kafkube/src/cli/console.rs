@@ -17,8 +17,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Args;
 use futures::Stream;
-use kafkube_bus::dlq::{self, Position, Selection};
+use kafkube_bus::dlq::{self, Position, READ_TIMEOUT, Selection};
 use kafkube_bus::{KafkaArgs, KafkaConfig, Producer};
+use kafkube_http::error_response;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -30,7 +31,6 @@ const STYLE_CSS: &str = include_str!("../../assets/console/console.css");
 
 /// How often the page is sent a fresh status.
 const EVERY: Duration = Duration::from_secs(2);
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the console's handlers share.
 #[derive(Clone)]
@@ -84,14 +84,10 @@ pub fn router(console: Console) -> Router {
         .with_state(console)
 }
 
-fn failure(status: StatusCode, e: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": e.to_string()}))).into_response()
-}
-
 async fn current(State(c): State<Console>) -> Response {
     match c.status().await {
         Ok(s) => Json(s).into_response(),
-        Err(e) => failure(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     }
 }
 
@@ -124,7 +120,7 @@ async fn letters(State(c): State<Console>, Path(topic): Path<String>) -> Respons
     };
     match read.await {
         Ok(list) => Json(json!({"topic": dlq, "letters": list})).into_response(),
-        Err(e) => failure(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     }
 }
 
@@ -146,8 +142,8 @@ async fn replay(
     let selection = match (body.all, positions) {
         (true, _) => Selection::All,
         (false, Ok(p)) if !p.is_empty() => Selection::Only(p),
-        (false, Ok(_)) => return failure(StatusCode::BAD_REQUEST, "name the letters (positions) or all"),
-        (false, Err(e)) => return failure(StatusCode::BAD_REQUEST, e),
+        (false, Ok(_)) => return error_response(StatusCode::BAD_REQUEST, "name the letters (positions) or all"),
+        (false, Err(e)) => return error_response(StatusCode::BAD_REQUEST, e),
     };
     let dlq = dlq::dlq_topic(&topic);
     match dlq::replay(&c.kafka, &c.producer, &dlq, &selection, false, READ_TIMEOUT).await {
@@ -157,7 +153,7 @@ async fn replay(
             "missing": r.missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))
         .into_response(),
-        Err(e) => failure(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     }
 }
 

@@ -3,17 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use kafkube_bus::dlq::{self, DeadLetter, Position, Selection};
+use kafkube_bus::dlq::{self, DeadLetter, Position, READ_TIMEOUT, Selection};
 use kafkube_bus::{Cluster, KafkaArgs, Producer};
 
 use super::instance;
-
-/// How long reading a topic to its end may take.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Args, Debug)]
 pub struct DlqCmd {

@@ -70,18 +70,19 @@ pub fn running() -> anyhow::Result<Instance> {
 /// for those not given, the `kafkube up` running in this directory's (an error says what to do
 /// when there is no Kafka either way).
 pub fn watched(kafka: &kafkube_bus::KafkaArgs, urls: &[String]) -> anyhow::Result<(kafkube_bus::Cluster, Vec<String>)> {
-    let up = (kafka.brokers.is_none() || urls.is_empty()).then(running);
+    let up = if kafka.brokers.is_none() {
+        Some(running()?) // no Kafka either way: its error says what to do
+    } else if urls.is_empty() {
+        running().ok()
+    } else {
+        None
+    };
     let mut kafka = kafka.clone();
-    if kafka.brokers.is_none() {
-        kafka.brokers = Some(match &up {
-            Some(Ok(up)) => up.kafka.clone(),
-            Some(Err(e)) => anyhow::bail!("{e}"),
-            None => unreachable!("read when no broker is given"),
-        });
+    if let (None, Some(up)) = (&kafka.brokers, &up) {
+        kafka.brokers = Some(up.kafka.clone());
     }
     let urls = if urls.is_empty() {
-        up.and_then(Result::ok)
-            .and_then(|u| u.ready)
+        up.and_then(|u| u.ready)
             .map(|r| vec![r.trim_end_matches("/ready").to_owned()])
             .unwrap_or_default()
     } else {

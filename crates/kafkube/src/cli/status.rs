@@ -124,9 +124,13 @@ pub(super) async fn gather(kafka: &KafkaConfig, urls: &[String], http: &reqwest:
                         });
                     }
                 }
-                Err(e) => status.checks.push(unreachable(url, format!("/ready is not JSON: {e}"))),
+                Err(e) => status
+                    .checks
+                    .push(unreachable_service(url, format!("/ready is not JSON: {e}"))),
             },
-            Err(e) => status.checks.push(unreachable(url, format!("cannot reach it: {e}"))),
+            Err(e) => status
+                .checks
+                .push(unreachable_service(url, format!("cannot reach it: {e}"))),
         }
         if let Ok(text) = http
             .get(format!("{url}/metrics"))
@@ -148,7 +152,7 @@ pub(super) async fn gather(kafka: &KafkaConfig, urls: &[String], http: &reqwest:
     Ok(status)
 }
 
-fn unreachable(url: &str, why: String) -> Check {
+fn unreachable_service(url: &str, why: String) -> Check {
     Check {
         url: url.to_owned(),
         name: "(service)".to_owned(),
