@@ -100,17 +100,46 @@ ensure_helm() {
   if [ -x "$HELM" ] && [ "$(cat "$HELM.version" 2>/dev/null)" = "$KAFKUBE_HELM_VERSION" ]; then
     return 0
   fi
-  # The official Go tarball's place is often not on PATH in non-login shells, e.g. in CI.
-  if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-    PATH="/usr/local/go/bin:$PATH"
-  fi
-  if ! command -v go >/dev/null 2>&1; then
-    die "helm is built with Go (1.24 or newer), which is not installed; install Go, or set KAFKUBE_SKIP_HELM=1 to skip the chart's checks"
-  fi
+  ensure_go || die "install Go, or set KAFKUBE_SKIP_HELM=1 to skip the chart's checks"
   log "building helm $KAFKUBE_HELM_VERSION into target/tools/bin (go install, Go module proxy; a few minutes the first time)"
   GOBIN="$PWD/target/tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$KAFKUBE_HELM_VERSION" >&2 ||
     die "cannot build helm $KAFKUBE_HELM_VERSION with go install"
   echo "$KAFKUBE_HELM_VERSION" > "$HELM.version"
+}
+
+# Prometheus and promtool, for the alerting rules' checks (scripts/check-deploy) and the scrape
+# test (crates/kafkube/tests/prometheus.rs): built from their Go module through the Go module
+# proxy into target/tools/bin, with DNS service discovery (compose's Prometheus finds replicas with
+# it) and without the cloud ones, which Kafkube's configs do not use and which would triple the
+# build. Sets PROMETHEUS and PROMTOOL.
+KAFKUBE_PROMETHEUS_VERSION=v0.316.0 # Prometheus 3.16
+KAFKUBE_PROMETHEUS_TAGS=remove_all_sd,enable_dns_sd
+ensure_prometheus() {
+  export PROMETHEUS="$PWD/target/tools/bin/prometheus" PROMTOOL="$PWD/target/tools/bin/promtool"
+  if [ -x "$PROMETHEUS" ] && [ -x "$PROMTOOL" ] &&
+    [ "$(cat "$PROMETHEUS.version" 2>/dev/null)" = "$KAFKUBE_PROMETHEUS_VERSION $KAFKUBE_PROMETHEUS_TAGS" ]; then
+    return 0
+  fi
+  ensure_go || return 1
+  log "building prometheus and promtool $KAFKUBE_PROMETHEUS_VERSION into target/tools/bin (go install, Go module proxy; a few minutes the first time)"
+  GOBIN="$PWD/target/tools/bin" GOFLAGS=-mod=mod go install -tags "$KAFKUBE_PROMETHEUS_TAGS" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$KAFKUBE_PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@$KAFKUBE_PROMETHEUS_VERSION" >&2 || {
+    warn "cannot build prometheus $KAFKUBE_PROMETHEUS_VERSION with go install"
+    return 1
+  }
+  echo "$KAFKUBE_PROMETHEUS_VERSION $KAFKUBE_PROMETHEUS_TAGS" > "$PROMETHEUS.version"
+}
+
+# Puts Go on PATH (the official tarball's place is often not on it in non-login shells, e.g. in
+# CI); fails with what to do when there is none.
+ensure_go() {
+  if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+    PATH="/usr/local/go/bin:$PATH"
+  fi
+  command -v go >/dev/null 2>&1 && return 0
+  warn "Go (1.24 or newer) is not installed: helm, prometheus and promtool are built with it"
+  return 1
 }
 
 # The Rust toolchain comes from rustup (rust-toolchain.toml pins it); Debian's cargo is too old.

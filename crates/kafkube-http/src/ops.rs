@@ -3,7 +3,8 @@
 //! `GET /health` is liveness (the process answers); `GET /ready` runs the service's named
 //! dependency checks (database, broker) and answers 503 naming the one that failed, so
 //! Kubernetes stops routing to a replica that cannot work; `GET /metrics` renders the process's
-//! Prometheus registry.
+//! Prometheus registry, followed by the same checks as `kafkube_ready{check}` (1 passing, 0
+//! failing), so Prometheus sees readiness without anything probing `/ready`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +111,7 @@ pub fn ops_router<S: Clone + Send + Sync + 'static>(health_body: Value, readines
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(metrics))
         .with_state(OpsState {
             health: health_body,
             readiness,
@@ -131,7 +132,45 @@ async fn ready(State(s): State<OpsState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics_text() -> Response {
-    let body = kafkube_core::telemetry::metrics_handle().render();
+async fn metrics(State(s): State<OpsState>) -> Response {
+    let (_, checks) = s.readiness.run().await;
+    let mut body = kafkube_core::telemetry::metrics_handle().render();
+    body.push_str(&readiness_text(&checks));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// `kafkube_ready{check}` in Prometheus' text format, from [`Readiness::run`]'s report. These
+/// lines belong to the endpoint, not to the process's registry: in `kafkube up` every service's
+/// `/metrics` shows the one registry and its own checks.
+fn readiness_text(report: &Value) -> String {
+    let mut out = String::from(
+        "# HELP kafkube_ready Whether a readiness check of /ready passes (1) or fails (0).\n\
+         # TYPE kafkube_ready gauge\n",
+    );
+    for (name, result) in report["checks"].as_object().into_iter().flatten() {
+        let ok = u8::from(result["ok"] == true);
+        let name = name.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        out.push_str(&format!("kafkube_ready{{check=\"{name}\"}} {ok}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_is_a_gauge_per_check() {
+        let readiness = Readiness::new()
+            .check("database", || async { Ok(()) })
+            .check("kafka \"main\"", || async { Err("down".to_owned()) });
+        let (_, report) = readiness.run().await;
+        let text = readiness_text(&report);
+        assert!(text.contains("# TYPE kafkube_ready gauge\n"), "{text}");
+        assert!(text.contains("kafkube_ready{check=\"database\"} 1\n"), "{text}");
+        assert!(
+            text.contains("kafkube_ready{check=\"kafka \\\"main\\\"\"} 0\n"),
+            "{text}"
+        );
+    }
 }

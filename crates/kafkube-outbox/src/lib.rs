@@ -10,6 +10,10 @@
 //! through `LISTEN/NOTIFY`; a slow poll is only the safety net. On PostgreSQL, concurrent relays
 //! (API replicas) take turns through an advisory lock, so rows are never published out of order
 //! by two relays racing.
+//!
+//! Metrics: `kafkube_outbox_published_total`, `kafkube_outbox_batch_seconds`, and the gauge
+//! `kafkube_outbox_pending`: 0 after each pass that emptied the outbox, the rows waiting while
+//! the relay cannot publish (the broker is down).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,9 +155,16 @@ impl Relay {
         let mut backoff = Backoff::outage();
         loop {
             match self.publish_pending().await {
-                Ok(()) => backoff.reset(),
+                Ok(()) => {
+                    backoff.reset();
+                    metrics::gauge!("kafkube_outbox_pending").set(0.0);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay: publishing failed; retrying");
+                    // The backlog an outage leaves (counted only then: a COUNT is a scan).
+                    if let Ok(n) = self.pending().await {
+                        metrics::gauge!("kafkube_outbox_pending").set(n as f64);
+                    }
                     if !backoff.wait(&shutdown).await {
                         break;
                     }

@@ -4,7 +4,7 @@
 //! `kafkube up` uses by default) and on PostgreSQL.
 //!
 //! `#[ignore]`d: it needs schemathesis, which `scripts/test` installs (target/tools) and runs
-//! this with, once, in its own leg (`openapi`), on the embedded broker. By hand:
+//! this with, once, in its own leg (`tools`), on the embedded broker. By hand:
 //! `KAFKUBE_SCHEMATHESIS=/path/to/schemathesis cargo test -p kafkube --test openapi -- --ignored`.
 
 mod common;
@@ -26,7 +26,7 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
                       response_headers_conformance,response_schema_conformance";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs schemathesis: scripts/test runs it in its `openapi` leg"]
+#[ignore = "needs schemathesis: scripts/test runs it in its `tools` leg"]
 async fn every_api_answers_as_its_openapi_document_says() {
     let st = std::env::var("KAFKUBE_SCHEMATHESIS").unwrap_or_else(|_| "schemathesis".into());
     let mut failed = Vec::new();

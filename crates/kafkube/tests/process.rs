@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Guard, banner_url, free_port, kafkube, scalar, signal, spawn_reading, up_in, up_in_with};
+use common::{Guard, banner_url, broker_in, free_port, kafkube, scalar, signal, spawn_reading, up_in, up_in_with};
 use kafkube_bus::{Outgoing, Producer};
 use kafkube_store::{Db, DbArgs};
 use kafkube_testkit::{TestDb, TestKafka, eventually, unique};
@@ -393,21 +393,7 @@ async fn the_broker_alone_serves_separate_processes() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
 
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bootstrap");
-    let broker = Guard(
-        kafkube()
-            .args(["broker", "--bootstrap-file", file.to_str().unwrap()])
-            .env("HASH_PARTITIONS", "5")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let bootstrap = eventually(Duration::from_secs(30), || async {
-        let s = std::fs::read_to_string(&file).ok()?;
-        s.ends_with('\n').then(|| s.trim().to_owned())
-    })
-    .await
-    .expect("the broker writes its bootstrap address");
+    let (broker, bootstrap) = broker_in(dir.path(), &[("HASH_PARTITIONS", "5")]).await;
 
     let metadata_consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -468,7 +454,10 @@ async fn the_broker_alone_serves_separate_processes() {
     signal(&broker.0, "-TERM");
     let status = broker.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(!file.exists(), "the bootstrap file is removed on exit");
+    assert!(
+        !dir.path().join("bootstrap").exists(),
+        "the bootstrap file is removed on exit"
+    );
 }
 
 /// The README's scale-out: several `kafkube serve hash-processor` on one machine without

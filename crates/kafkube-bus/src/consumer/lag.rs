@@ -3,6 +3,10 @@
 //! (labels `group`, `topic`, `partition`) — what `kafka-consumer-groups --describe` shows as
 //! CURRENT-OFFSET, LOG-END-OFFSET and LAG.
 //!
+//! A partition this consumer no longer owns (after a rebalance) keeps its last offsets but its
+//! lag drops to 0: its new owner reports it, so `sum by (group, topic)` over the replicas counts
+//! each partition once.
+//!
 //! They are read from the brokers every few seconds on a task of their own, not from the
 //! consumer's poll loop (librdkafka's statistics arrive only while the app polls), so they keep
 //! moving while the handler waits for a database that is down: the moment lag matters most.
@@ -42,16 +46,18 @@ impl LagReporter {
             let mut tick = tokio::time::interval(INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut draining_since: Option<std::time::Instant> = None;
+            let mut owned = Vec::new();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = stopped.cancelled() => return,
                 }
-                let (consumer, g) = (consumer.clone(), group.clone());
+                let consumer = consumer.clone();
                 // Blocking librdkafka calls (a few network round trips).
-                let Ok(lag) = tokio::task::spawn_blocking(move || report(&consumer, &g)).await else {
+                let Ok(lags) = tokio::task::spawn_blocking(move || lags(&consumer)).await else {
                     return;
                 };
+                let lag = lags.map(|lags| report(&group, &lags, &mut owned));
                 // A drain that takes more than a moment says what it waits for.
                 if drain.as_ref().is_some_and(Shutdown::is_triggered) {
                     let since = *draining_since.get_or_insert_with(std::time::Instant::now);
@@ -109,26 +115,71 @@ fn lags(consumer: &StreamConsumer<RunnerContext>) -> Option<Vec<PartitionLag>> {
     Some(out)
 }
 
-/// Sets the lag gauges; returns the group's total lag on its assigned partitions.
-fn report(consumer: &StreamConsumer<RunnerContext>, group: &str) -> Option<i64> {
-    let lags = lags(consumer)?;
-    for (topic, partition, committed, end, lag) in &lags {
-        let labels = [
+/// Sets the lag gauges of `lags` and zeroes the lag of the partitions in `owned` (those reported
+/// last time) that are no longer assigned; `owned` becomes this report's partitions. Returns the
+/// group's total lag on its assigned partitions.
+fn report(group: &str, lags: &[PartitionLag], owned: &mut Vec<(String, i32)>) -> i64 {
+    let labels = |topic: &str, partition: i32| {
+        [
             ("group", group.to_owned()),
-            ("topic", topic.clone()),
+            ("topic", topic.to_owned()),
             ("partition", partition.to_string()),
-        ];
+        ]
+    };
+    let now: Vec<(String, i32)> = lags.iter().map(|l| (l.0.clone(), l.1)).collect();
+    for (topic, partition) in owned.iter().filter(|p| !now.contains(p)) {
+        metrics::gauge!("kafkube_consumer_lag", &labels(topic, *partition)).set(0.0);
+    }
+    *owned = now;
+    for (topic, partition, committed, end, lag) in lags {
+        let labels = labels(topic, *partition);
         metrics::gauge!("kafkube_consumer_end_offset", &labels).set(*end as f64);
         if let Some(c) = committed {
             metrics::gauge!("kafkube_consumer_committed_offset", &labels).set(*c as f64);
         }
         metrics::gauge!("kafkube_consumer_lag", &labels).set(*lag as f64);
     }
-    Some(lags.iter().map(|l| l.4).sum())
+    lags.iter().map(|l| l.4).sum()
 }
 
 /// Records of the assigned partitions past the group's committed offsets (after the final
 /// commit: the records not handled).
 pub(crate) fn unhandled(consumer: &StreamConsumer<RunnerContext>) -> u64 {
     lags(consumer).map_or(0, |l| l.iter().map(|l| l.4).sum::<i64>().max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag_line(text: &str, partition: i32) -> Option<&str> {
+        let series = format!("kafkube_consumer_lag{{group=\"lag-unit\",topic=\"t\",partition=\"{partition}\"}}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map(str::trim)
+    }
+
+    #[test]
+    fn a_partition_given_away_reports_no_lag_here() {
+        let handle = kafkube_core::telemetry::metrics_handle();
+        let mut owned = Vec::new();
+        let both = [("t".to_owned(), 0, Some(2), 9, 7), ("t".to_owned(), 1, None, 4, 4)];
+        assert_eq!(report("lag-unit", &both, &mut owned), 11);
+        let text = handle.render();
+        assert_eq!(
+            (lag_line(&text, 0), lag_line(&text, 1)),
+            (Some("7"), Some("4")),
+            "{text}"
+        );
+
+        // A rebalance took partition 0 away.
+        assert_eq!(report("lag-unit", &both[1..], &mut owned), 4);
+        let text = handle.render();
+        assert_eq!(
+            (lag_line(&text, 0), lag_line(&text, 1)),
+            (Some("0"), Some("4")),
+            "{text}"
+        );
+        assert_eq!(owned, [("t".to_owned(), 1)]);
+    }
 }

@@ -95,6 +95,12 @@ impl<H: Handler> ConsumerRunner<H> {
         // Offsets and lag for `/metrics`, also while the handler waits (a database outage).
         // While draining, it also says what the drain waits for.
         let lag = super::lag::LagReporter::spawn(self.consumer.clone(), group.clone(), drain.clone());
+        // Both outcomes exist from the start, at 0: Prometheus' increase() sees the first dead
+        // letter as an increase only when the series was there before it.
+        for outcome in ["processed", "dead_lettered"] {
+            metrics::counter!("kafkube_consumer_records_total", "group" => group.clone(), "outcome" => outcome)
+                .increment(0);
+        }
         let mut drained = false;
         loop {
             let next = tokio::select! {

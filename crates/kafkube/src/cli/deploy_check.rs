@@ -157,3 +157,47 @@ fn the_chart_deploys_every_service() {
         .collect();
     assert_eq!(chart, served);
 }
+
+/// compose.yaml's Prometheus (deploy/prometheus/prometheus.yml) scrapes every Kafkube container
+/// on the port its /metrics is on: the API's own port, or 9090 (OPS_PORT's default) for the
+/// consumers; and nothing else.
+#[test]
+fn compose_prometheus_scrapes_every_service_on_its_metrics_port() {
+    let compose = yaml_documents(&repo().join("compose.yaml"))
+        .pop()
+        .expect("one document");
+    let mut expected = BTreeSet::new();
+    for (name, svc) in compose["services"].as_mapping().expect("services") {
+        if !svc["image"].as_str().unwrap_or_default().starts_with("kafkube") {
+            continue;
+        }
+        let port = match svc["ports"].as_sequence().and_then(|p| p.first()) {
+            Some(mapping) => mapping.as_str().and_then(|m| m.rsplit(':').next()).unwrap().to_owned(),
+            None => "9090".to_owned(),
+        };
+        expected.insert(format!("{}:{port}", name.as_str().unwrap()));
+    }
+    let config = yaml_documents(&repo().join("deploy/prometheus/prometheus.yml"))
+        .pop()
+        .expect("one document");
+    let mut scraped = BTreeSet::new();
+    for job in config["scrape_configs"].as_sequence().expect("scrape_configs") {
+        assert_eq!(
+            job["job_name"].as_str(),
+            Some("kafkube"),
+            "alerts.yml selects job=\"kafkube\""
+        );
+        for sd in job["dns_sd_configs"].as_sequence().expect("dns_sd_configs") {
+            let port = sd["port"].as_u64().expect("port");
+            for name in strings(&sd["names"]) {
+                scraped.insert(format!("{name}:{port}"));
+            }
+        }
+    }
+    assert_eq!(scraped, expected);
+    let mounts = strings(&compose["services"]["prometheus"]["volumes"]);
+    assert!(
+        mounts.iter().any(|v| v.starts_with("./deploy/prometheus:")),
+        "{mounts:?}"
+    );
+}

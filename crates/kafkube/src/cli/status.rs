@@ -141,15 +141,26 @@ pub(super) async fn gather(kafka: &KafkaConfig, urls: &[String], http: &reqwest:
             status.groups.extend(lags(&text.text().await.unwrap_or_default()));
         }
     }
-    status
-        .groups
-        .sort_by(|a, b| (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition)));
-    status
-        .groups
-        .dedup_by(|a, b| (&a.group, &a.topic, a.partition) == (&b.group, &b.topic, b.partition));
+    one_row_per_partition(&mut status.groups);
     let topics = describe_topics(kafka, Duration::from_secs(10)).await?;
     status.topics = topic_rows(&topics);
     Ok(status)
+}
+
+/// Sorts the rows and keeps one per group, topic and partition. A partition two replicas report
+/// (its owner before a rebalance, with lag 0 since, and its owner now): the newer report, whose
+/// end offset is the higher.
+fn one_row_per_partition(rows: &mut Vec<GroupLag>) {
+    rows.sort_by(|a, b| {
+        (&a.group, &a.topic, a.partition, b.end, b.committed).cmp(&(
+            &b.group,
+            &b.topic,
+            b.partition,
+            a.end,
+            a.committed,
+        ))
+    });
+    rows.dedup_by(|a, b| (&a.group, &a.topic, a.partition) == (&b.group, &b.topic, b.partition));
 }
 
 fn unreachable_service(url: &str, why: String) -> Check {
@@ -351,6 +362,22 @@ fn columns(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_reported_by_two_replicas_shows_its_newer_report() {
+        let row = |end, lag| GroupLag {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            committed: Some(end - lag),
+            end,
+            lag,
+        };
+        for mut rows in [vec![row(10, 0), row(25, 3)], vec![row(25, 3), row(10, 0)]] {
+            one_row_per_partition(&mut rows);
+            assert_eq!(rows, [row(25, 3)]);
+        }
+    }
 
     #[test]
     fn lag_rows_come_from_the_consumers_gauges() {

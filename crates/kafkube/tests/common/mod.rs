@@ -122,3 +122,25 @@ pub fn banner_url(banner: &[String], service: &str) -> String {
         .unwrap()
         .replace("localhost", "127.0.0.1")
 }
+
+/// Starts `kafkube broker` (the embedded broker alone) with `envs` in `dir`, and returns it with
+/// its bootstrap address, once it has written it to its `--bootstrap-file`.
+pub async fn broker_in(dir: &std::path::Path, envs: &[(&str, &str)]) -> (Guard, String) {
+    let file = dir.join("bootstrap");
+    let broker = Guard(
+        kafkube()
+            .current_dir(dir)
+            .envs(envs.iter().copied())
+            .args(["broker", "--bootstrap-file", file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let bootstrap = kafkube_testkit::eventually(std::time::Duration::from_secs(30), || async {
+        let s = std::fs::read_to_string(&file).ok()?;
+        s.ends_with('\n').then(|| s.trim().to_owned())
+    })
+    .await
+    .expect("the broker writes its bootstrap address");
+    (broker, bootstrap)
+}
