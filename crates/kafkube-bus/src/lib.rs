@@ -34,4 +34,4 @@ pub use link::Link;
 pub use probe::{Probe, probe};
 pub use producer::{Delivery, Outgoing, Producer};
 pub use rpc::{ReplyListener, RpcClient, RpcError, RpcSettings};
-pub use topics::{TopicOffsets, TopicSpec, describe_topics, ensure_topics};
+pub use topics::{TopicOffsets, TopicReader, TopicSpec, ensure_topics};

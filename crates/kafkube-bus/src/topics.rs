@@ -143,39 +143,63 @@ impl TopicOffsets {
     }
 }
 
-/// Every topic of the cluster but its internal ones (`__…`), with its partitions' offsets, in
-/// name order. Needs no Admin API: metadata and offsets only, so the embedded broker answers too.
-pub async fn describe_topics(config: &KafkaConfig, timeout: Duration) -> Result<Vec<TopicOffsets>> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let client: BaseConsumer = config
+/// Reads the cluster's topics and offsets again and again through one client, kept open (a
+/// console refreshing every second would otherwise start a librdkafka client, its threads and
+/// connections each time).
+#[derive(Clone)]
+pub struct TopicReader {
+    client: std::sync::Arc<rdkafka::consumer::BaseConsumer>,
+    brokers: String,
+}
+
+impl TopicReader {
+    pub fn new(config: &KafkaConfig) -> Result<Self> {
+        let client = config
             .consumer_config("kafkube-status")
             .set("enable.auto.commit", "false")
             .create()?;
-        let metadata = client
-            .fetch_metadata(None, timeout)
-            .map_err(|e| crate::BusError::Unreachable(format!(" at {}: {e}", config.brokers)))?;
-        let mut topics = Vec::new();
-        for t in metadata
-            .topics()
-            .iter()
-            .filter(|t| !t.name().starts_with("__") && t.error().is_none())
-        {
-            let mut partitions = Vec::new();
-            for p in t.partitions() {
-                let (low, end) = client.fetch_watermarks(t.name(), p.id(), timeout)?;
-                partitions.push((p.id(), low, end));
+        Ok(Self {
+            client: std::sync::Arc::new(client),
+            brokers: config.brokers.clone(),
+        })
+    }
+
+    /// The bootstrap servers it reads.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// Every topic of the cluster but its internal ones (`__…`), with its partitions' offsets,
+    /// in name order. Needs no Admin API: metadata and offsets only, so the embedded broker
+    /// answers too.
+    pub async fn describe(&self, timeout: Duration) -> Result<Vec<TopicOffsets>> {
+        let (client, brokers) = (self.client.clone(), self.brokers.clone());
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer;
+            let metadata = client
+                .fetch_metadata(None, timeout)
+                .map_err(|e| crate::BusError::Unreachable(format!(" at {brokers}: {e}")))?;
+            let mut topics = Vec::new();
+            for t in metadata
+                .topics()
+                .iter()
+                .filter(|t| !t.name().starts_with("__") && t.error().is_none())
+            {
+                let mut partitions = Vec::new();
+                for p in t.partitions() {
+                    let (low, end) = client.fetch_watermarks(t.name(), p.id(), timeout)?;
+                    partitions.push((p.id(), low, end));
+                }
+                partitions.sort_unstable();
+                topics.push(TopicOffsets {
+                    name: t.name().to_owned(),
+                    partitions,
+                });
             }
-            partitions.sort_unstable();
-            topics.push(TopicOffsets {
-                name: t.name().to_owned(),
-                partitions,
-            });
-        }
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(topics)
-    })
-    .await
-    .map_err(|e| crate::BusError::Config(format!("metadata task failed: {e}")))?
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(topics)
+        })
+        .await
+        .map_err(|e| crate::BusError::Config(format!("metadata task failed: {e}")))?
+    }
 }

@@ -1,6 +1,7 @@
 //! The console: one web page, its files built into the binary, that shows what `kafkube status`
-//! shows and keeps it live (Server-Sent Events every 2 s), with the dead letters of each topic and
-//! buttons to replay them. `kafkube up` serves it at `/console` on its ops port; `kafkube console`
+//! shows and keeps it live (Server-Sent Events every second), with the dead letters of each topic
+//! and buttons to replay them. One task gathers the status for every open page, and only while a
+//! page is open, through one Kafka client kept for the process. `kafkube up` serves it at `/console` on its ops port; `kafkube console`
 //! serves it on its own against any cluster.
 
 use std::convert::Infallible;
@@ -18,10 +19,11 @@ use axum::{Json, Router};
 use clap::Args;
 use futures::Stream;
 use kafkube_bus::dlq::{self, Position, READ_TIMEOUT, Selection};
-use kafkube_bus::{KafkaArgs, KafkaConfig, Producer};
+use kafkube_bus::{KafkaArgs, KafkaConfig, Producer, TopicReader};
 use kafkube_http::error_response;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::{instance, status};
 
@@ -29,27 +31,66 @@ const INDEX_HTML: &str = include_str!("../../assets/console/index.html");
 const APP_JS: &str = include_str!("../../assets/console/console.js");
 const STYLE_CSS: &str = include_str!("../../assets/console/console.css");
 
-/// How often the page is sent a fresh status.
-const EVERY: Duration = Duration::from_secs(2);
+/// How often the open pages are sent a fresh status.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// One status, as the pages are sent it: a `status` event's JSON, or a `failure` event's reason.
+#[derive(Debug)]
+enum Snapshot {
+    Status(String),
+    Failure(String),
+}
 
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
     kafka: KafkaConfig,
+    topics: TopicReader,
     /// The services' ops URLs; `up` sets its own once it listens.
     urls: Arc<OnceLock<Vec<String>>>,
     http: reqwest::Client,
     producer: Producer,
+    /// The latest status, for every open page (the gathering task starts with the first page).
+    feed: Arc<OnceLock<watch::Sender<Option<Arc<Snapshot>>>>>,
 }
 
 impl Console {
     pub fn new(kafka: KafkaConfig) -> anyhow::Result<Self> {
         Ok(Self {
             producer: Producer::new(&kafka)?,
+            topics: TopicReader::new(&kafka)?,
             kafka,
             urls: Arc::new(OnceLock::new()),
             http: reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
+            feed: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// The feed of statuses. Its task gathers one every [`EVERY`] while at least one page
+    /// listens, and nothing while none does.
+    fn subscribe(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.feed
+            .get_or_init(|| {
+                let (tx, _) = watch::channel(None);
+                let (console, feed) = (self.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(EVERY);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        if feed.receiver_count() == 0 {
+                            continue;
+                        }
+                        let snapshot = match console.status().await {
+                            Ok(s) => Snapshot::Status(serde_json::to_string(&s).unwrap_or_default()),
+                            Err(e) => Snapshot::Failure(format!("{e:#}")),
+                        };
+                        feed.send_replace(Some(Arc::new(snapshot)));
+                    }
+                });
+                tx
+            })
+            .subscribe()
     }
 
     /// The URLs whose `/ready` and `/metrics` the console reads (set once).
@@ -59,7 +100,7 @@ impl Console {
 
     async fn status(&self) -> anyhow::Result<status::Status> {
         let urls = self.urls.get().cloned().unwrap_or_default();
-        status::gather(&self.kafka, &urls, &self.http).await
+        status::gather(&self.topics, &urls, &self.http).await
     }
 }
 
@@ -91,17 +132,20 @@ async fn current(State(c): State<Console>) -> Response {
     }
 }
 
-/// A fresh status every [`EVERY`], as `status` events (or `failure` events with the reason).
+/// The feed's statuses as `status` events (or `failure` events with the reason): the latest at
+/// once, then each new one.
 async fn events(State(c): State<Console>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures::stream::unfold((c, true), |(c, first)| async move {
-        if !first {
-            tokio::time::sleep(EVERY).await;
+    let stream = futures::stream::unfold((c.subscribe(), true), |(mut feed, first)| async move {
+        // The latest at once (if one was gathered already), then each new one as it comes.
+        if !first || feed.borrow().is_none() {
+            feed.changed().await.ok()?;
         }
-        let event = match c.status().await {
-            Ok(s) => Event::default().event("status").json_data(s).unwrap_or_default(),
-            Err(e) => Event::default().event("failure").data(format!("{e:#}")),
+        let snapshot = feed.borrow_and_update().clone()?;
+        let event = match &*snapshot {
+            Snapshot::Status(json) => Event::default().event("status").data(json),
+            Snapshot::Failure(why) => Event::default().event("failure").data(why),
         };
-        Some((Ok(event), (c, false)))
+        Some((Ok(event), (feed, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kafkube_bus::{KafkaArgs, KafkaConfig, TopicOffsets, describe_topics};
+use kafkube_bus::{KafkaArgs, TopicOffsets, TopicReader};
 use serde::Serialize;
 
 use super::instance;
@@ -81,8 +81,9 @@ impl Status {
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (cluster, urls) = instance::watched(&args.kafka, &args.urls)?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+    let topics = TopicReader::new(&cluster.config)?;
     loop {
-        let status = gather(&cluster.config, &urls, &http).await?;
+        let status = gather(&topics, &urls, &http).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
@@ -107,9 +108,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Asks every URL for its readiness and lag, and Kafka for its topics.
-pub(super) async fn gather(kafka: &KafkaConfig, urls: &[String], http: &reqwest::Client) -> anyhow::Result<Status> {
+pub(super) async fn gather(topics: &TopicReader, urls: &[String], http: &reqwest::Client) -> anyhow::Result<Status> {
     let mut status = Status {
-        kafka: kafka.brokers.clone(),
+        kafka: topics.brokers().to_owned(),
         ..Status::default()
     };
     for url in urls {
@@ -142,8 +143,7 @@ pub(super) async fn gather(kafka: &KafkaConfig, urls: &[String], http: &reqwest:
         }
     }
     one_row_per_partition(&mut status.groups);
-    let topics = describe_topics(kafka, Duration::from_secs(10)).await?;
-    status.topics = topic_rows(&topics);
+    status.topics = topic_rows(&topics.describe(Duration::from_secs(10)).await?);
     Ok(status)
 }
 
