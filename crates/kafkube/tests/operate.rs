@@ -189,13 +189,22 @@ async fn beside_up_dlq_and_status_need_no_option() {
     c.goto(&console).await.unwrap();
     wait_js(
         &c,
-        "the console shows the event logger caught up and one dead letter",
+        "the console shows the event logger caught up, its records handled, the three POSTs and one dead letter",
         Duration::from_secs(30),
         "const t = (s) => document.querySelector(s)?.textContent.trim();
          return { lag: t('#groups tr[data-group=\"event-logger\"] .lag'),
                   dead: t('#topics tr[data-topic=\"mahasiswa_events\"] .dead'),
+                  handled: t('#activity tr[data-group=\"event-logger\"] .handled'),
+                  posts: t('#routes tr[data-route=\"POST /api/mahasiswa\"] .requests'),
+                  rate: t('#activity tr[data-group=\"event-logger\"] .rate'),
                   ready: t('#summary') };",
-        |v| v["lag"] == "0" && v["dead"].as_str().is_some_and(|d| d.starts_with("1 ")),
+        |v| {
+            v["lag"] == "0"
+                && v["dead"].as_str().is_some_and(|d| d.starts_with("1 "))
+                && v["handled"] == "3"
+                && v["posts"] == "3"
+                && v["rate"].as_str().is_some_and(|r| r.parse::<f64>().is_ok())
+        },
     )
     .await;
     screenshot(&c, "console").await;

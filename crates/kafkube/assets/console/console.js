@@ -49,6 +49,31 @@ function render(s) {
     cell(tr, g.parts.join(" "), "num");
   });
 
+  const num = (v, digits = 1) => (v == null ? "–" : v.toFixed(digits));
+  fill($("#activity tbody"), s.activity.groups, (tr, g) => {
+    tr.dataset.group = g.group;
+    cell(tr, g.group);
+    cell(tr, String(g.processed), "num handled");
+    cell(tr, String(g.dead_lettered), g.dead_lettered > 0 ? "num lagging" : "num");
+    cell(tr, num(g.per_second), "num rate");
+    cell(tr, num(g.p50_ms), "num");
+    cell(tr, num(g.p99_ms), "num");
+  });
+  fill($("#routes tbody"), s.activity.routes, (tr, r) => {
+    tr.dataset.route = r.route;
+    cell(tr, r.route);
+    cell(tr, String(r.requests), "num requests");
+    cell(tr, String(r.errors_5xx), r.errors_5xx > 0 ? "num lagging" : "num");
+    cell(tr, num(r.per_second), "num rate");
+    cell(tr, num(r.p50_ms), "num");
+    cell(tr, num(r.p99_ms), "num");
+  });
+  const pending = s.activity.outboxes.reduce((n, o) => n + o.pending, 0);
+  $("#outbox").textContent = s.activity.outboxes.length
+    ? `Outbox: ${pending} event(s) committed and not yet in Kafka` +
+      (s.activity.outboxes.length > 1 ? ` (${s.activity.outboxes.map((o) => `${o.pending} at ${o.url}`).join(", ")})` : "")
+    : "";
+
   fill($("#topics tbody"), s.topics, (tr, t) => {
     tr.dataset.topic = t.name;
     cell(tr, t.name);
@@ -72,7 +97,7 @@ function render(s) {
   const dead = s.topics.reduce((n, t) => n + (t.dead_letters || 0), 0);
   $("#summary").textContent =
     `${failing ? failing + " check(s) failing" : "All services ready"} · total lag ${lag} · ` +
-    `${dead} dead letter(s) · Kafka ${s.kafka} · ${new Date().toLocaleTimeString()}`;
+    `${dead} dead letter(s) · outbox ${pending} · Kafka ${s.kafka} · ${new Date().toLocaleTimeString()}`;
   document.body.dataset.updated = String(Date.now());
 }
 

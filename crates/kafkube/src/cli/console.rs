@@ -76,13 +76,23 @@ impl Console {
                 tokio::spawn(async move {
                     let mut tick = tokio::time::interval(EVERY);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    // The previous status, for the rates.
+                    let mut earlier: Option<(std::time::Instant, status::Status)> = None;
                     loop {
                         tick.tick().await;
                         if feed.receiver_count() == 0 {
+                            earlier = None;
                             continue;
                         }
                         let snapshot = match console.status().await {
-                            Ok(s) => Snapshot::Status(serde_json::to_string(&s).unwrap_or_default()),
+                            Ok(mut s) => {
+                                if let Some((at, before)) = &earlier {
+                                    s.rates_since(before, at.elapsed().as_secs_f64());
+                                }
+                                let json = serde_json::to_string(&s).unwrap_or_default();
+                                earlier = Some((std::time::Instant::now(), s));
+                                Snapshot::Status(json)
+                            }
                             Err(e) => Snapshot::Failure(format!("{e:#}")),
                         };
                         feed.send_replace(Some(Arc::new(snapshot)));

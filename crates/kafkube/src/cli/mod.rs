@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod activity;
 mod bench;
 mod broker;
 mod console;

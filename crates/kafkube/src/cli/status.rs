@@ -11,6 +11,7 @@ use clap::Args;
 use kafkube_bus::{KafkaArgs, TopicOffsets, TopicReader};
 use serde::Serialize;
 
+use super::activity::Activity;
 use super::instance;
 
 #[derive(Args, Debug)]
@@ -43,6 +44,8 @@ pub(super) struct Status {
     checks: Vec<Check>,
     groups: Vec<GroupLag>,
     topics: Vec<TopicRow>,
+    /// Throughput, latency and outbox backlog, from the services' metrics.
+    activity: Activity,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,14 +79,23 @@ impl Status {
     fn ready(&self) -> bool {
         self.checks.iter().all(|c| c.error.is_none())
     }
+
+    /// Sets the records/s and requests/s since `earlier`, gathered `secs` seconds before.
+    pub(super) fn rates_since(&mut self, earlier: &Status, secs: f64) {
+        self.activity.rates_since(&earlier.activity, secs);
+    }
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (cluster, urls) = instance::watched(&args.kafka, &args.urls)?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
     let topics = TopicReader::new(&cluster.config)?;
+    let mut earlier: Option<(std::time::Instant, Status)> = None;
     loop {
-        let status = gather(&topics, &urls, &http).await?;
+        let mut status = gather(&topics, &urls, &http).await?;
+        if let Some((at, before)) = &earlier {
+            status.rates_since(before, at.elapsed().as_secs_f64());
+        }
         if args.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
@@ -100,6 +112,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         };
+        earlier = Some((std::time::Instant::now(), status));
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(secs.max(1))) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
@@ -139,9 +152,12 @@ pub(super) async fn gather(topics: &TopicReader, urls: &[String], http: &reqwest
             .await
             .and_then(|r| r.error_for_status())
         {
-            status.groups.extend(lags(&text.text().await.unwrap_or_default()));
+            let text = text.text().await.unwrap_or_default();
+            status.groups.extend(lags(&text));
+            status.activity.add(url, &text);
         }
     }
+    status.activity.finish();
     one_row_per_partition(&mut status.groups);
     status.topics = topic_rows(&topics.describe(Duration::from_secs(10)).await?);
     Ok(status)
@@ -312,6 +328,7 @@ fn render(s: &Status, no_urls: bool) -> String {
     } else {
         out.push_str("  (none reported yet: lag is read every 5 s by each consumer)\n");
     }
+    out.push_str(&render_activity(&s.activity));
     out.push_str("\nTOPICS\n");
     let mut rows: Vec<Vec<String>> = vec![
         ["TOPIC", "PARTITIONS", "RECORDS", "DEAD LETTERS"]
@@ -332,6 +349,64 @@ fn render(s: &Status, no_urls: bool) -> String {
         ]);
     }
     out.push_str(&columns(&rows));
+    out
+}
+
+/// Throughput and latency per group and route, and the outboxes' backlog.
+fn render_activity(a: &Activity) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    let rate = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    let mut out = String::new();
+    if !a.groups.is_empty() {
+        out.push_str("\nTHROUGHPUT (batch handling time in ms since start; /s since the last reading)\n");
+        let mut rows = vec![
+            ["GROUP", "HANDLED", "DEAD-LETTERED", "RECORDS/S", "P50 MS", "P99 MS"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for g in &a.groups {
+            rows.push(vec![
+                g.group.clone(),
+                g.processed.to_string(),
+                g.dead_lettered.to_string(),
+                rate(g.per_second),
+                ms(g.p50_ms),
+                ms(g.p99_ms),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+    }
+    if !a.routes.is_empty() {
+        out.push_str("\nHTTP\n");
+        let mut rows = vec![
+            ["ROUTE", "REQUESTS", "5XX", "REQUESTS/S", "P50 MS", "P99 MS"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for r in &a.routes {
+            rows.push(vec![
+                r.route.clone(),
+                r.requests.to_string(),
+                r.errors_5xx.to_string(),
+                rate(r.per_second),
+                ms(r.p50_ms),
+                ms(r.p99_ms),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+    }
+    if !a.outboxes.is_empty() {
+        let waiting: Vec<String> = a
+            .outboxes
+            .iter()
+            .map(|o| format!("{} at {}", o.pending, o.url))
+            .collect();
+        out.push_str(&format!(
+            "\nOUTBOX: {} event(s) waiting ({})\n",
+            a.outboxes.iter().map(|o| o.pending).sum::<i64>(),
+            waiting.join(", ")
+        ));
+    }
     out
 }
 
@@ -438,9 +513,23 @@ mod tests {
             ],
             groups: Vec::new(),
             topics: rows,
+            activity: Activity::default(),
         };
         let table = render(&status, false);
         assert!(table.contains("(none reported yet"), "{table}");
+        assert!(!table.contains("THROUGHPUT") && !table.contains("OUTBOX"), "{table}");
+        let mut status = status;
+        status.activity.add(
+            "http://x",
+            "kafkube_consumer_records_total{group=\"event-logger\",outcome=\"processed\"} 12\n\
+             http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 4\n\
+             kafkube_outbox_pending 5\n",
+        );
+        status.activity.finish();
+        let table = render(&status, false);
+        assert!(table.contains("event-logger  12       0"), "{table}");
+        assert!(table.contains("GET /health  4"), "{table}");
+        assert!(table.contains("OUTBOX: 5 event(s) waiting (5 at http://x)"), "{table}");
         let status = Status {
             groups: lags(
                 "kafkube_consumer_lag{group=\"g\",topic=\"orders\",partition=\"0\"} 2\n\
