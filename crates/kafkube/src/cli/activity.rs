@@ -153,31 +153,25 @@ impl Activity {
     }
 
     fn group(&mut self, group: &str) -> &mut GroupActivity {
-        let i = match self.groups.iter().position(|g| g.group == group) {
-            Some(i) => i,
-            None => {
-                self.groups.push(GroupActivity {
-                    group: group.to_owned(),
-                    ..GroupActivity::default()
-                });
-                self.groups.len() - 1
-            }
-        };
-        &mut self.groups[i]
+        row(
+            &mut self.groups,
+            |g| g.group == group,
+            || GroupActivity {
+                group: group.to_owned(),
+                ..GroupActivity::default()
+            },
+        )
     }
 
     fn route(&mut self, route: &str) -> &mut RouteActivity {
-        let i = match self.routes.iter().position(|r| r.route == route) {
-            Some(i) => i,
-            None => {
-                self.routes.push(RouteActivity {
-                    route: route.to_owned(),
-                    ..RouteActivity::default()
-                });
-                self.routes.len() - 1
-            }
-        };
-        &mut self.routes[i]
+        row(
+            &mut self.routes,
+            |r| r.route == route,
+            || RouteActivity {
+                route: route.to_owned(),
+                ..RouteActivity::default()
+            },
+        )
     }
 
     fn bucket(&mut self, kind: Kind, key: String, le: &str, count: f64) {
@@ -232,6 +226,18 @@ impl Activity {
             r.per_second = rate(r.requests, then.map(|e| e.requests));
         }
     }
+}
+
+/// The row `is` picks, added (`new`) when there is none.
+fn row<T>(rows: &mut Vec<T>, is: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> &mut T {
+    let i = match rows.iter().position(is) {
+        Some(i) => i,
+        None => {
+            rows.push(new());
+            rows.len() - 1
+        }
+    };
+    &mut rows[i]
 }
 
 /// The `q` quantile of a histogram's cumulative buckets, interpolated within its bucket as
