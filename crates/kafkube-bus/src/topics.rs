@@ -179,25 +179,57 @@ impl TopicReader {
             let metadata = client
                 .fetch_metadata(None, timeout)
                 .map_err(|e| crate::BusError::Unreachable(format!(" at {brokers}: {e}")))?;
-            let mut topics = Vec::new();
-            for t in metadata
+            let topics: Vec<_> = metadata
                 .topics()
                 .iter()
                 .filter(|t| !t.name().starts_with("__") && t.error().is_none())
-            {
-                let mut partitions = Vec::new();
+                .collect();
+            // Every partition's first and end offsets in two ListOffsets requests per broker,
+            // not two round trips per partition.
+            let mut list = rdkafka::TopicPartitionList::new();
+            for t in &topics {
                 for p in t.partitions() {
-                    let (low, end) = client.fetch_watermarks(t.name(), p.id(), timeout)?;
-                    partitions.push((p.id(), low, end));
+                    list.add_partition(t.name(), p.id());
                 }
-                partitions.sort_unstable();
-                topics.push(TopicOffsets {
-                    name: t.name().to_owned(),
-                    partitions,
-                });
             }
-            topics.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(topics)
+            // Offset::Beginning and End are the timestamps -2 and -1 to ListOffsets.
+            let offsets = |which: rdkafka::Offset| -> Result<std::collections::HashMap<(String, i32), i64>> {
+                let mut asked = list.clone();
+                asked.set_all_offsets(which)?;
+                let answered = client.offsets_for_times(asked, timeout)?;
+                let mut out = std::collections::HashMap::new();
+                for e in answered.elements() {
+                    e.error()?;
+                    let offset = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
+                    out.insert((e.topic().to_owned(), e.partition()), offset);
+                }
+                Ok(out)
+            };
+            let (lows, ends) = if list.count() == 0 {
+                Default::default()
+            } else {
+                (offsets(rdkafka::Offset::Beginning)?, offsets(rdkafka::Offset::End)?)
+            };
+            let mut described: Vec<TopicOffsets> = topics
+                .iter()
+                .map(|t| {
+                    let at = |m: &std::collections::HashMap<(String, i32), i64>, p: i32| {
+                        m.get(&(t.name().to_owned(), p)).copied().unwrap_or(0)
+                    };
+                    let mut partitions: Vec<(i32, i64, i64)> = t
+                        .partitions()
+                        .iter()
+                        .map(|p| (p.id(), at(&lows, p.id()), at(&ends, p.id())))
+                        .collect();
+                    partitions.sort_unstable();
+                    TopicOffsets {
+                        name: t.name().to_owned(),
+                        partitions,
+                    }
+                })
+                .collect();
+            described.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(described)
         })
         .await
         .map_err(|e| crate::BusError::Config(format!("metadata task failed: {e}")))?

@@ -101,7 +101,8 @@ function render(s) {
   document.body.dataset.updated = String(Date.now());
 }
 
-async function showLetters(topic) {
+// `said`: what the last action did, kept in front of the count.
+async function showLetters(topic, said = "") {
   shownTopic = topic;
   const section = $("#letters");
   section.hidden = false;
@@ -126,7 +127,7 @@ async function showLetters(topic) {
     b.addEventListener("click", () => replay(topic, { positions: [l.position] }));
     td.append(b);
   });
-  $("#letters-note").textContent = `${body.letters.length} letter(s) in ${body.topic}.`;
+  $("#letters-note").textContent = `${said}${body.letters.length} letter(s) in ${body.topic}.`;
 }
 
 async function replay(topic, request) {
@@ -136,10 +137,11 @@ async function replay(topic, request) {
     body: JSON.stringify(request),
   });
   const body = await r.json();
-  $("#letters-note").textContent = r.ok
-    ? `Replayed ${body.replayed.length}; ${body.already.length} replayed before, not sent again.`
-    : `Replay failed: ${body.error}`;
-  await showLetters(topic);
+  const said = r.ok
+    ? `Replayed ${body.replayed.length}; ${body.already.length} replayed before, not sent again. `
+    : `Replay failed: ${body.error}. `;
+  $("#letters-note").textContent = said;
+  await showLetters(topic, said);
 }
 
 $("#replay-all").addEventListener("click", () => shownTopic && replay(shownTopic, { all: true }));
