@@ -127,32 +127,28 @@ pub(super) async fn gather(topics: &TopicReader, urls: &[String], http: &reqwest
         ..Status::default()
     };
     for url in urls {
-        match http.get(format!("{url}/ready")).send().await {
-            Ok(r) => match r.json::<serde_json::Value>().await {
-                Ok(v) => {
-                    for (name, c) in v["checks"].as_object().into_iter().flatten() {
-                        status.checks.push(Check {
-                            url: url.clone(),
-                            name: name.clone(),
-                            error: (c["ok"] != true).then(|| c["error"].as_str().unwrap_or("failing").to_owned()),
-                        });
-                    }
-                }
-                Err(e) => status
-                    .checks
-                    .push(unreachable_service(url, format!("/ready is not JSON: {e}"))),
-            },
-            Err(e) => status
-                .checks
-                .push(unreachable_service(url, format!("cannot reach it: {e}"))),
-        }
-        if let Ok(text) = http
+        // /metrics first: its kafkube_ready lines are the checks of /ready, and when they all
+        // pass there is no need to run them a second time (only /ready says why one fails).
+        let metrics = match http
             .get(format!("{url}/metrics"))
             .send()
             .await
             .and_then(|r| r.error_for_status())
         {
-            let text = text.text().await.unwrap_or_default();
+            Ok(r) => Some(r.text().await.unwrap_or_default()),
+            Err(_) => None,
+        };
+        let passing = metrics.as_deref().map(passing_checks).unwrap_or_default();
+        if !passing.is_empty() {
+            status.checks.extend(passing.into_iter().map(|name| Check {
+                url: url.clone(),
+                name,
+                error: None,
+            }));
+        } else {
+            status.checks.extend(ready_checks(http, url).await);
+        }
+        if let Some(text) = metrics {
             status.groups.extend(lags(&text));
             status.activity.add(url, &text);
         }
@@ -177,6 +173,41 @@ fn one_row_per_partition(rows: &mut Vec<GroupLag>) {
         ))
     });
     rows.dedup_by(|a, b| (&a.group, &a.topic, a.partition) == (&b.group, &b.topic, b.partition));
+}
+
+/// The checks `kafkube_ready{check}` reports, when there are some and all pass; else none.
+fn passing_checks(metrics: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in metrics.lines().filter_map(|l| l.strip_prefix("kafkube_ready{check=\"")) {
+        let Some((name, value)) = line.rsplit_once("\"} ") else {
+            return Vec::new();
+        };
+        if value.trim() != "1" {
+            return Vec::new();
+        }
+        names.push(name.replace("\\\"", "\"").replace("\\\\", "\\"));
+    }
+    names
+}
+
+/// The checks of `url`'s `/ready`, each with its error.
+async fn ready_checks(http: &reqwest::Client, url: &str) -> Vec<Check> {
+    match http.get(format!("{url}/ready")).send().await {
+        Ok(r) => match r.json::<serde_json::Value>().await {
+            Ok(v) => v["checks"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, c)| Check {
+                    url: url.to_owned(),
+                    name: name.clone(),
+                    error: (c["ok"] != true).then(|| c["error"].as_str().unwrap_or("failing").to_owned()),
+                })
+                .collect(),
+            Err(e) => vec![unreachable_service(url, format!("/ready is not JSON: {e}"))],
+        },
+        Err(e) => vec![unreachable_service(url, format!("cannot reach it: {e}"))],
+    }
 }
 
 fn unreachable_service(url: &str, why: String) -> Check {
@@ -437,6 +468,15 @@ fn columns(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passing_checks_come_from_metrics_only_when_all_pass() {
+        let ok = "kafkube_ready{check=\"students-api/database\"} 1\nkafkube_ready{check=\"x \\\"y\\\"\"} 1\n";
+        assert_eq!(passing_checks(ok), ["students-api/database", "x \"y\""]);
+        let one_failing = "kafkube_ready{check=\"a\"} 1\nkafkube_ready{check=\"b\"} 0\n";
+        assert!(passing_checks(one_failing).is_empty());
+        assert!(passing_checks("http_requests_total 3\n").is_empty());
+    }
 
     #[test]
     fn a_partition_reported_by_two_replicas_shows_its_newer_report() {
