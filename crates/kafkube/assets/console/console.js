@@ -50,23 +50,22 @@ function render(s) {
   });
 
   const num = (v, digits = 1) => (v == null ? "–" : v.toFixed(digits));
+  // A group's or a route's row: name, count (class `cls`), failures, rate, p50, p99.
+  const counted = (tr, name, count, cls, failed, a) => {
+    cell(tr, name);
+    cell(tr, String(count), `num ${cls}`);
+    cell(tr, String(failed), failed > 0 ? "num lagging" : "num");
+    cell(tr, num(a.per_second), "num rate");
+    cell(tr, num(a.p50_ms), "num");
+    cell(tr, num(a.p99_ms), "num");
+  };
   fill($("#activity tbody"), s.activity.groups, (tr, g) => {
     tr.dataset.group = g.group;
-    cell(tr, g.group);
-    cell(tr, String(g.processed), "num handled");
-    cell(tr, String(g.dead_lettered), g.dead_lettered > 0 ? "num lagging" : "num");
-    cell(tr, num(g.per_second), "num rate");
-    cell(tr, num(g.p50_ms), "num");
-    cell(tr, num(g.p99_ms), "num");
+    counted(tr, g.group, g.processed, "handled", g.dead_lettered, g);
   });
   fill($("#routes tbody"), s.activity.routes, (tr, r) => {
     tr.dataset.route = r.route;
-    cell(tr, r.route);
-    cell(tr, String(r.requests), "num requests");
-    cell(tr, String(r.errors_5xx), r.errors_5xx > 0 ? "num lagging" : "num");
-    cell(tr, num(r.per_second), "num rate");
-    cell(tr, num(r.p50_ms), "num");
-    cell(tr, num(r.p99_ms), "num");
+    counted(tr, r.route, r.requests, "requests", r.errors_5xx, r);
   });
   const pending = s.activity.outboxes.reduce((n, o) => n + o.pending, 0);
   $("#outbox").textContent = s.activity.outboxes.length

@@ -74,38 +74,53 @@ impl Ord for Le {
 }
 
 /// One sample of a Prometheus text exposition.
-struct Sample<'a> {
-    name: &'a str,
-    labels: Vec<(&'a str, &'a str)>,
-    value: f64,
+pub(super) struct Sample<'a> {
+    pub name: &'a str,
+    labels: Vec<(&'a str, String)>,
+    pub value: f64,
 }
 
 impl Sample<'_> {
-    fn label(&self, key: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
     }
 }
 
-fn samples(text: &str) -> impl Iterator<Item = Sample<'_>> {
+/// The samples of a Prometheus text exposition (label values unescaped); lines it cannot read
+/// are skipped.
+pub(super) fn samples(text: &str) -> impl Iterator<Item = Sample<'_>> {
     text.lines().filter(|l| !l.starts_with('#')).filter_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let value = value.trim().parse().ok()?;
+        let (series, value) = line.trim_end().rsplit_once(' ')?;
+        let value = value.parse().ok()?;
         let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => {
-                let labels = rest.strip_suffix('}')?;
-                let labels = labels
-                    .split("\",")
-                    .filter_map(|kv| {
-                        let (k, v) = kv.split_once('=')?;
-                        Some((k.trim(), v.trim().trim_matches('"')))
-                    })
-                    .collect();
-                (name, labels)
-            }
+            Some((name, rest)) => (name, labels(rest.strip_suffix('}')?)?),
             None => (series, Vec::new()),
         };
         Some(Sample { name, labels, value })
     })
+}
+
+/// `k="v",k2="v2"` with `\\`, `\"` and `\n` escapes in the values.
+fn labels(mut rest: &str) -> Option<Vec<(&str, String)>> {
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        out.push((key.trim_start_matches(',').trim(), value));
+        rest = &after[end + 1..];
+    }
+    Some(out)
 }
 
 impl Activity {

@@ -11,7 +11,7 @@ use clap::Args;
 use kafkube_bus::{KafkaArgs, TopicOffsets, TopicReader};
 use serde::Serialize;
 
-use super::activity::Activity;
+use super::activity::{Activity, samples};
 use super::instance;
 
 #[derive(Args, Debug)]
@@ -178,14 +178,11 @@ fn one_row_per_partition(rows: &mut Vec<GroupLag>) {
 /// The checks `kafkube_ready{check}` reports, when there are some and all pass; else none.
 fn passing_checks(metrics: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for line in metrics.lines().filter_map(|l| l.strip_prefix("kafkube_ready{check=\"")) {
-        let Some((name, value)) = line.rsplit_once("\"} ") else {
-            return Vec::new();
-        };
-        if value.trim() != "1" {
-            return Vec::new();
+    for s in samples(metrics).filter(|s| s.name == "kafkube_ready") {
+        match s.label("check") {
+            Some(name) if s.value == 1.0 => names.push(name.to_owned()),
+            _ => return Vec::new(),
         }
-        names.push(name.replace("\\\"", "\"").replace("\\\\", "\\"));
     }
     names
 }
@@ -222,47 +219,32 @@ fn unreachable_service(url: &str, why: String) -> Check {
 /// committed_offset}{group,topic,partition}`), one row per partition.
 fn lags(metrics: &str) -> Vec<GroupLag> {
     let mut rows: BTreeMap<(String, String, i32), GroupLag> = BTreeMap::new();
-    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, rest)) = line.split_once('{') else {
-            continue;
-        };
-        let field = match name {
+    for s in samples(metrics) {
+        let field = match s.name {
             "kafkube_consumer_lag" => 0,
             "kafkube_consumer_end_offset" => 1,
             "kafkube_consumer_committed_offset" => 2,
             _ => continue,
         };
-        let Some((labels, value)) = rest.rsplit_once('}') else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let label = |key: &str| {
-            labels.split(',').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
-            })
-        };
         let (Some(group), Some(topic), Some(partition)) = (
-            label("group"),
-            label("topic"),
-            label("partition").and_then(|p| p.parse().ok()),
+            s.label("group"),
+            s.label("topic"),
+            s.label("partition").and_then(|p| p.parse().ok()),
         ) else {
             continue;
         };
         let row = rows
-            .entry((group.clone(), topic.clone(), partition))
+            .entry((group.to_owned(), topic.to_owned(), partition))
             .or_insert(GroupLag {
-                group,
-                topic,
+                group: group.to_owned(),
+                topic: topic.to_owned(),
                 partition,
                 ..GroupLag::default()
             });
         match field {
-            0 => row.lag = value as i64,
-            1 => row.end = value as i64,
-            _ => row.committed = Some(value as i64),
+            0 => row.lag = s.value as i64,
+            1 => row.end = s.value as i64,
+            _ => row.committed = Some(s.value as i64),
         }
     }
     rows.into_values().collect()
