@@ -59,7 +59,8 @@ ensure_build_deps() {
 # What the tests talk to besides the databases and Kafka: a real SMTP server (aiosmtpd, which
 # the restaurants mailer tests start on a free port of their own), and a real browser for the
 # restaurants page test (headless Chromium driven through chromedriver, which it starts itself).
-KAFKUBE_TEST_PACKAGES=(python3-aiosmtpd chromium chromium-driver)
+# gdb: scripts/test prints the threads of a test binary that hangs before it stops it.
+KAFKUBE_TEST_PACKAGES=(python3-aiosmtpd chromium chromium-driver gdb)
 
 ensure_test_tools() {
   log "ensuring test tools (${KAFKUBE_TEST_PACKAGES[*]})"

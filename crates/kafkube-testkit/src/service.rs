@@ -63,11 +63,20 @@ impl Spawned {
 
     /// Stops as `serve` does on SIGTERM: intake finishes, then the consumer after its batch.
     /// Fails the test if a task failed.
+    /// Each step is bounded (60 s): a service that does not stop fails the test, saying which
+    /// step, rather than hanging it.
     pub async fn stop(mut self) {
+        const LIMIT: Duration = Duration::from_secs(60);
         self.ctx.stops.intake.trigger();
-        self.launched.join_intake().await.expect("intake ended cleanly");
+        tokio::time::timeout(LIMIT, self.launched.join_intake())
+            .await
+            .expect("the intake stops within 60 s")
+            .expect("intake ended cleanly");
         self.ctx.stops.hard.trigger();
-        self.launched.join_consumer().await.expect("consumer ended cleanly");
+        tokio::time::timeout(LIMIT, self.launched.join_consumer())
+            .await
+            .expect("the consumer stops within 60 s of a hard stop")
+            .expect("consumer ended cleanly");
     }
 
     /// Stops as `up` does: intake finishes, then the consumer once caught up (at most 30 s).
