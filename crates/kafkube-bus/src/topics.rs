@@ -143,6 +143,27 @@ impl TopicOffsets {
     }
 }
 
+/// Partition → offset, for each partition of `list`: its first offset (`Offset::Beginning`) or its
+/// end (`Offset::End`), in one ListOffsets request per broker (they are the timestamps -2 and -1
+/// to ListOffsets), not a round trip per partition as `fetch_watermarks` makes.
+pub(crate) fn list_offsets<C: rdkafka::consumer::ConsumerContext>(
+    client: &impl rdkafka::consumer::Consumer<C>,
+    list: &rdkafka::TopicPartitionList,
+    which: rdkafka::Offset,
+    timeout: Duration,
+) -> Result<std::collections::HashMap<(String, i32), i64>> {
+    let mut asked = list.clone();
+    asked.set_all_offsets(which)?;
+    let answered = client.offsets_for_times(asked, timeout)?;
+    let mut out = std::collections::HashMap::new();
+    for e in answered.elements() {
+        e.error()?;
+        let offset = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
+        out.insert((e.topic().to_owned(), e.partition()), offset);
+    }
+    Ok(out)
+}
+
 /// Reads the cluster's topics and offsets again and again through one client, kept open (a
 /// console refreshing every second would otherwise start a librdkafka client, its threads and
 /// connections each time).
@@ -192,23 +213,13 @@ impl TopicReader {
                     list.add_partition(t.name(), p.id());
                 }
             }
-            // Offset::Beginning and End are the timestamps -2 and -1 to ListOffsets.
-            let offsets = |which: rdkafka::Offset| -> Result<std::collections::HashMap<(String, i32), i64>> {
-                let mut asked = list.clone();
-                asked.set_all_offsets(which)?;
-                let answered = client.offsets_for_times(asked, timeout)?;
-                let mut out = std::collections::HashMap::new();
-                for e in answered.elements() {
-                    e.error()?;
-                    let offset = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
-                    out.insert((e.topic().to_owned(), e.partition()), offset);
-                }
-                Ok(out)
-            };
             let (lows, ends) = if list.count() == 0 {
                 Default::default()
             } else {
-                (offsets(rdkafka::Offset::Beginning)?, offsets(rdkafka::Offset::End)?)
+                (
+                    list_offsets(&*client, &list, rdkafka::Offset::Beginning, timeout)?,
+                    list_offsets(&*client, &list, rdkafka::Offset::End, timeout)?,
+                )
             };
             let mut described: Vec<TopicOffsets> = topics
                 .iter()

@@ -7,9 +7,10 @@
 //! lag drops to 0: its new owner reports it, so `sum by (group, topic)` over the replicas counts
 //! each partition once.
 //!
-//! They are read from the brokers every few seconds on a task of their own, not from the
-//! consumer's poll loop (librdkafka's statistics arrive only while the app polls), so they keep
-//! moving while the handler waits for a database that is down: the moment lag matters most.
+//! They are read from the brokers every second (two or three requests per broker) on a task of
+//! their own, not from the consumer's poll loop (librdkafka's statistics arrive only while the
+//! app polls), so they keep moving while the handler waits for a database that is down: the
+//! moment lag matters most.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +21,14 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use kafkube_core::Shutdown;
 
 use super::context::RunnerContext;
+use crate::topics::list_offsets;
 
-/// How often the offsets are read.
-pub(crate) const INTERVAL: Duration = Duration::from_secs(5);
+/// How often the offsets are read: the console shows a group's lag going to 0 within about 2 s
+/// (the offsets are committed every second).
+pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often a drain that waits says what it waits for.
+const DRAIN_REPORT: Duration = Duration::from_secs(5);
 
 /// Reads the offsets until stopped (or dropped).
 pub(crate) struct LagReporter {
@@ -46,6 +52,7 @@ impl LagReporter {
             let mut tick = tokio::time::interval(INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut draining_since: Option<std::time::Instant> = None;
+            let mut last_said: Option<std::time::Instant> = None;
             let mut owned = Vec::new();
             loop {
                 tokio::select! {
@@ -58,12 +65,14 @@ impl LagReporter {
                     return;
                 };
                 let lag = lags.map(|lags| report(&group, &lags, &mut owned));
-                // A drain that takes more than a moment says what it waits for.
+                // A drain that takes more than a moment says what it waits for, every 5 s.
                 if drain.as_ref().is_some_and(Shutdown::is_triggered) {
                     let since = *draining_since.get_or_insert_with(std::time::Instant::now);
                     if let Some(lag) = lag.filter(|l| *l > 0)
                         && since.elapsed() >= Duration::from_secs(3)
+                        && last_said.is_none_or(|t: std::time::Instant| t.elapsed() >= DRAIN_REPORT)
                     {
+                        last_said = Some(std::time::Instant::now());
                         tracing::warn!(
                             "stopping: waiting for group {group} to handle {lag} more record(s) (for {:.0?}); \
                              Ctrl-C again stops now and leaves them unhandled",
@@ -91,26 +100,39 @@ impl LagReporter {
 /// An assigned partition's offsets: `(topic, partition, committed offset, end offset, lag)`.
 type PartitionLag = (String, i32, Option<i64>, i64, i64);
 
-/// Each assigned partition's offsets and lag.
+/// Each assigned partition's offsets and lag: the group's committed offsets (one OffsetFetch) and
+/// the partitions' ends (one ListOffsets per broker); the first offsets too (another ListOffsets),
+/// only while some partition has no commit yet.
 fn lags(consumer: &StreamConsumer<RunnerContext>) -> Option<Vec<PartitionLag>> {
     let timeout = Duration::from_secs(2);
     let assignment = consumer.assignment().ok()?;
     if assignment.count() == 0 {
         return Some(Vec::new());
     }
-    let committed = consumer.committed_offsets(assignment, timeout).ok()?;
+    let committed = consumer.committed_offsets(assignment.clone(), timeout).ok()?;
+    let ends = list_offsets(consumer, &assignment, Offset::End, timeout).ok()?;
+    let uncommitted = committed
+        .elements()
+        .iter()
+        .any(|e| !matches!(e.offset(), Offset::Offset(_)));
+    let lows = if uncommitted {
+        list_offsets(consumer, &assignment, Offset::Beginning, timeout).ok()?
+    } else {
+        Default::default()
+    };
     let mut out = Vec::with_capacity(committed.count());
     for e in committed.elements() {
-        let Ok((low, end)) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout) else {
+        let key = (e.topic().to_owned(), e.partition());
+        let Some(&end) = ends.get(&key) else {
             continue;
         };
         // No commit yet: the group starts from the earliest offset still held (Kafkube's
         // consumers read from the earliest), so all of the partition counts as lag.
         let (committed, lag) = match e.offset() {
             Offset::Offset(c) => (Some(c), (end - c).max(0)),
-            _ => (None, (end - low).max(0)),
+            _ => (None, (end - lows.get(&key).copied().unwrap_or(0)).max(0)),
         };
-        out.push((e.topic().to_owned(), e.partition(), committed, end, lag));
+        out.push((key.0, key.1, committed, end, lag));
     }
     Some(out)
 }

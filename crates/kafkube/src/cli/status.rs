@@ -339,7 +339,7 @@ fn render(s: &Status, no_urls: bool) -> String {
         let total: i64 = s.groups.iter().map(|g| g.lag).sum();
         out.push_str(&format!("  total lag: {total}\n"));
     } else {
-        out.push_str("  (none reported yet: lag is read every 5 s by each consumer)\n");
+        out.push_str("  (none reported yet: each consumer reads its lag every second)\n");
     }
     out.push_str(&render_activity(&s.activity));
     out.push_str("\nTOPICS\n");
