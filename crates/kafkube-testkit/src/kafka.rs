@@ -46,6 +46,20 @@ fn security_from_env() -> KafkaSecurityArgs {
     }
 }
 
+/// A test that panics drops its locals, this broker among them, before the runtime drops its
+/// services' tasks; their consumers then close against a broker that is gone, which librdkafka
+/// waits out (3 s more per test measured, and nothing bounds it). So a panicking test's embedded
+/// broker is left running until the process exits, and the panic is reported at once.
+impl Drop for TestKafka {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(broker) = self.embedded.take()
+        {
+            std::mem::forget(broker);
+        }
+    }
+}
+
 impl TestKafka {
     /// A real cluster from `KAFKUBE_TEST_KAFKA_BROKERS` (with the security options of
     /// `KAFKUBE_TEST_KAFKA_*`), or a fresh embedded broker.
@@ -199,6 +213,10 @@ impl TestKafka {
                 Err(_) => break,
             }
         }
+        // A short read may end while the reader is still joining its group, and a close then can
+        // wait forever (librdkafka #4884): bounded. (Stop 20's CI hung in a test that ends by
+        // reading two empty dead-letter topics for 1 s each; this is the likeliest cause found.)
+        kafkube_bus::consumer::close::close(consumer, "reader").await;
         out
     }
 }

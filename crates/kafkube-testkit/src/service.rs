@@ -95,3 +95,11 @@ impl Spawned {
         self.launched.abort();
     }
 }
+
+/// A service a test did not stop (it ended early, or panicked) is aborted with it, not left
+/// running until the runtime shuts down.
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.launched.abort();
+    }
+}

@@ -18,9 +18,11 @@
 //!
 //! The parts: [`Handler`] and [`HandlerError`] (`handler`), the layers that wrap every handler
 //! with tracing, retry and dead-lettering ([`layers`]), [`Record`] (`record`),
-//! [`ConsumerSettings`] (`settings`), the loop (`runner`), dead-letter records (`dead_letter`) and
+//! [`ConsumerSettings`] (`settings`), the loop (`runner`), leaving a group with a bound on the
+//! wait ([`close`]), dead-letter records (`dead_letter`) and
 //! librdkafka's callbacks (`context`).
 
+pub mod close;
 mod context;
 mod dead_letter;
 mod handler;

@@ -186,6 +186,8 @@ impl<H: Handler> ConsumerRunner<H> {
         if drain.as_ref().is_some_and(Shutdown::is_triggered) && !drained {
             stats.left = super::lag::unhandled(&self.consumer);
         }
+        // Leaves the group off the runtime's threads, waiting a bounded time (see `close`).
+        super::close::close(self.consumer, &group).await;
         tracing::info!(group = %group, processed = stats.processed, dead_lettered = stats.dead_lettered, "consumer stopped");
         Ok(stats)
     }
