@@ -35,12 +35,42 @@ fn pipeline(a: &mut EtlArgs, raw: &str, enriched: &str, sink_db: &TestDb) {
     a.sink.url = Some(sink_db.url.parse().unwrap());
 }
 
+/// What a CDC → transform → sink test runs on: Kafka, the raw and the enriched topic, the source
+/// database, the CDC's state database and the sink's.
+struct Rig(TestKafka, String, String, TestMySql, TestDb, TestDb);
+
+impl Rig {
+    async fn new(partitions: i32) -> Self {
+        let kafka = TestKafka::start();
+        let raw = kafka.topic("raw_orders", partitions).await;
+        let enriched = kafka.topic("enriched_orders", partitions).await;
+        let my = TestMySql::new().await;
+        let state = TestDb::new(Backend::Sqlite).await;
+        Self(kafka, raw, enriched, my, state, TestDb::new(Backend::Sqlite).await)
+    }
+}
+
+/// Source tables `orders_web` and `orders_shop`: the sink's columns, then `extra` (`, name TYPE…`).
+async fn order_tables(my: &TestMySql, extra: &str) {
+    for t in ["orders_web", "orders_shop"] {
+        exec(
+            my,
+            &format!(
+                "CREATE TABLE {t} (id BIGINT PRIMARY KEY, order_id VARCHAR(32) NOT NULL, quantity INT NOT NULL, \
+                 unit_price DECIMAL(12,2) NOT NULL{extra}) CHARACTER SET utf8mb4"
+            ),
+        )
+        .await;
+    }
+}
+
 async fn exec(my: &TestMySql, sql: &str) {
     my.pool.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maxwell_records_match_the_rows_with_their_types() {
+    kafkube_testkit::show_logs();
     let kafka = TestKafka::start();
     let topic = kafka.topic("cdc", 1).await;
     let my = TestMySql::new().await;
@@ -78,7 +108,24 @@ async fn maxwell_records_match_the_rows_with_their_types() {
     );
     assert_eq!(ins["commit"], true);
     assert!(ins["xid"].as_u64().is_some() && ins["ts"].as_u64().is_some(), "{ins}");
-    assert!(ins["position"].as_str().unwrap().starts_with("binlog."), "{ins}");
+    // The file the server writes, exactly (the stream's first event names it with a checksum
+    // attached, which must not end up in the position).
+    let (file,): (String,) = sqlx::query_as("SELECT @@GLOBAL.log_bin_basename")
+        .fetch_one(&my.pool)
+        .await
+        .map(|(base,): (String,)| (base.rsplit('/').next().unwrap_or_default().to_owned(),))
+        .unwrap();
+    for r in [&ins, &upd, &del] {
+        let position = r["position"].as_str().unwrap();
+        let (f, offset) = position.rsplit_once(':').unwrap();
+        assert!(
+            f.strip_prefix(&file)
+                .and_then(|n| n.strip_prefix('.'))
+                .is_some_and(|n| n.len() == 6 && n.bytes().all(|b| b.is_ascii_digit())),
+            "{position} is not a file of {file}"
+        );
+        assert!(offset.parse::<u64>().is_ok(), "{position}");
+    }
     let d = &ins["data"];
     let raw: Value = serde_json::from_slice(&recs[0].payload).unwrap();
     assert_eq!(raw["data"]["unit_price"].to_string(), "19.99");
@@ -149,17 +196,51 @@ async fn source_rows(my: &TestMySql) -> Vec<SinkRow> {
     out
 }
 
+/// Waits up to `timeout` for the sink table of `sink_db` to equal `expected`; otherwise fails
+/// with how they differ (counts, and a few rows missing, unexpected or different).
+async fn sink_equals(sink_db: &TestDb, expected: &[SinkRow], timeout: Duration) {
+    let db = SinkDb::connect(&sink_db.url.parse().unwrap(), &Default::default(), &Default::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let mut got = Vec::new();
+    while std::time::Instant::now() < deadline {
+        got = db.rows("orders").await.unwrap_or_default();
+        if got == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let ids = |rows: &[SinkRow]| {
+        rows.iter()
+            .map(|r| r.id.clone())
+            .collect::<std::collections::HashSet<_>>()
+    };
+    let (want, have) = (ids(expected), ids(&got));
+    let missing: Vec<_> = expected.iter().filter(|r| !have.contains(&r.id)).take(3).collect();
+    let extra: Vec<_> = got.iter().filter(|r| !want.contains(&r.id)).take(3).collect();
+    let differ: Vec<_> = got
+        .iter()
+        .filter(|r| want.contains(&r.id) && !expected.contains(r))
+        .take(3)
+        .collect();
+    panic!(
+        "sink {} rows, source {} after {timeout:?}: {} missing (e.g. {missing:?}), {} unexpected (e.g. {extra:?}), \
+         different e.g. {differ:?}",
+        got.len(),
+        expected.len(),
+        want.difference(&have).count(),
+        have.difference(&want).count(),
+    );
+}
+
 /// 3,000 changes across two tables while the CDC is killed (no flush, no stored position)
 /// and restarted, and a column is added mid-stream: the sink equals the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_to_sink_equals_source_through_a_kill_and_an_alter_table() {
-    let kafka = TestKafka::start();
-    let raw = kafka.topic("raw_orders", 4).await;
-    let enriched = kafka.topic("enriched_orders", 4).await;
+    kafkube_testkit::show_logs();
+    let Rig(kafka, raw, enriched, my, state, sink_db) = Rig::new(4).await;
     let cfg = kafka.config();
-    let my = TestMySql::new().await;
-    let state = TestDb::new(Backend::Sqlite).await;
-    let sink_db = TestDb::new(Backend::Sqlite).await;
     for (t, start) in [("orders_web", 1), ("orders_shop", 1_000_000)] {
         exec(
             &my,
@@ -211,26 +292,7 @@ async fn cdc_to_sink_equals_source_through_a_kill_and_an_alter_table() {
     }
     let expected = source_rows(&my).await;
     assert!(expected.len() > 500, "{}", expected.len());
-    let db = SinkDb::connect(&sink_db.url.parse().unwrap(), &Default::default(), &Default::default())
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    let mut got = Vec::new();
-    while std::time::Instant::now() < deadline {
-        got = db.rows("orders").await.unwrap_or_default();
-        if got == expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let missing: Vec<_> = expected.iter().filter(|r| !got.contains(r)).take(3).collect();
-    let extra: Vec<_> = got.iter().filter(|r| !expected.contains(r)).take(3).collect();
-    assert!(
-        got == expected,
-        "sink {} rows, source {}; missing e.g. {missing:?}, unexpected {extra:?}",
-        got.len(),
-        expected.len()
-    );
+    sink_equals(&sink_db, &expected, Duration::from_secs(300)).await;
     for s in [cdc.take().unwrap(), transform, sink] {
         s.stop().await;
     }
@@ -240,6 +302,7 @@ async fn cdc_to_sink_equals_source_through_a_kill_and_an_alter_table() {
 /// resumes from its stored position; every change arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_resumes_when_the_server_drops_its_connection() {
+    kafkube_testkit::show_logs();
     let kafka = TestKafka::start();
     let topic = kafka.topic("cdc", 1).await;
     let my = TestMySql::new().await;
@@ -282,12 +345,7 @@ async fn cdc_resumes_when_the_server_drops_its_connection() {
 async fn the_load_command_measures_the_pipeline_and_checks_the_sink() {
     // Once, on the sasl_ssl leg, nothing reached the sink: the services' warnings say why.
     kafkube_testkit::show_logs();
-    let kafka = TestKafka::start();
-    let raw = kafka.topic("raw_orders", 2).await;
-    let enriched = kafka.topic("enriched_orders", 2).await;
-    let my = TestMySql::new().await;
-    let state = TestDb::new(Backend::Sqlite).await;
-    let sink_db = TestDb::new(Backend::Sqlite).await;
+    let Rig(kafka, raw, enriched, my, state, sink_db) = Rig::new(2).await;
     let mut a = cdc_args(&my, &state, &raw);
     pipeline(&mut a, &raw, &enriched, &sink_db);
     let cfg = kafka.config();
@@ -364,24 +422,10 @@ async fn source_live_rows(my: &TestMySql) -> i64 {
 /// binlog: sink = source. A restart with a stored position takes no second snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_initial_snapshot_brings_the_existing_rows_and_the_changes_follow() {
-    let kafka = TestKafka::start();
-    let raw = kafka.topic("raw_orders", 2).await;
-    let enriched = kafka.topic("enriched_orders", 2).await;
+    kafkube_testkit::show_logs();
+    let Rig(kafka, raw, enriched, my, state, sink_db) = Rig::new(2).await;
     let cfg = kafka.config();
-    let my = TestMySql::new().await;
-    let state = TestDb::new(Backend::Sqlite).await;
-    let sink_db = TestDb::new(Backend::Sqlite).await;
-    for t in ["orders_web", "orders_shop"] {
-        exec(
-            &my,
-            &format!(
-                "CREATE TABLE {t} (id BIGINT PRIMARY KEY, order_id VARCHAR(32) NOT NULL, quantity INT NOT NULL, \
-                 unit_price DECIMAL(12,2) NOT NULL, created DATETIME(6), tags SET('a','b','c'), raw BLOB, \
-                 note TEXT) CHARACTER SET utf8mb4"
-            ),
-        )
-        .await;
-    }
+    order_tables(&my, ", created DATETIME(6), tags SET('a','b','c'), raw BLOB, note TEXT").await;
     for (t, base) in [("orders_web", 0), ("orders_shop", 1_000_000)] {
         let values: Vec<String> = (1..=1500)
             .map(|i| {
@@ -411,15 +455,7 @@ async fn an_initial_snapshot_brings_the_existing_rows_and_the_changes_follow() {
 
     let expected = source_rows(&my).await;
     assert_eq!(expected.len(), 3000 - 51 + 1);
-    let db = SinkDb::connect(&sink_db.url.parse().unwrap(), &Default::default(), &Default::default())
-        .await
-        .unwrap();
-    let got = kafkube_testkit::eventually(Duration::from_secs(180), || {
-        let (db, expected) = (db.clone(), expected.clone());
-        async move { (db.rows("orders").await.ok()? == expected).then_some(()) }
-    })
-    .await;
-    assert!(got.is_some(), "sink = source after the snapshot and the changes");
+    sink_equals(&sink_db, &expected, Duration::from_secs(180)).await;
 
     // A snapshot record as a plain consumer reads it.
     let recs = kafka.read(&raw, 5, Duration::from_secs(20)).await;
@@ -456,6 +492,56 @@ async fn an_initial_snapshot_brings_the_existing_rows_and_the_changes_follow() {
     }
 }
 
+/// A snapshot killed halfway is taken again on the next start, and the rows the first try sent
+/// that were deleted in between leave the sink too: the binlog is read from where the first try
+/// began, so their deletes arrive (neither the second snapshot nor the binlog after it mentions
+/// them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_killed_halfway_is_retaken_and_rows_deleted_meanwhile_leave_the_sink() {
+    kafkube_testkit::show_logs();
+    let Rig(kafka, raw, enriched, my, state, sink_db) = Rig::new(2).await;
+    let cfg = kafka.config();
+    order_tables(&my, "").await;
+    let values: Vec<String> = (1..=20_000).map(|i| format!("({i}, 'O-{i}', 1, 2.50)")).collect();
+    exec(&my, &format!("INSERT INTO orders_web VALUES {}", values.join(","))).await;
+    let mut a = cdc_args(&my, &state, &raw);
+    a.cdc.snapshot = Some(true);
+    // Small batches: the snapshot takes long enough to be killed in the middle.
+    a.cdc.batch = 20;
+    pipeline(&mut a, &raw, &enriched, &sink_db);
+    let transform = spawn(Transform, a.clone(), &cfg).await.unwrap();
+    let sink = spawn(Sink, a.clone(), &cfg).await.unwrap();
+    let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
+    let started = kafkube_testkit::eventually(Duration::from_secs(60), || {
+        let n = kafka.records_written(&raw);
+        async move { (n >= 40).then_some(()) }
+    })
+    .await;
+    assert!(started.is_some(), "the snapshot's first records");
+    cdc.kill();
+    let client = a.cdc.client_id.clone().unwrap();
+    assert_eq!(
+        kafkube_etl::cdc::load_position(&state.db, &client).await.unwrap(),
+        None,
+        "killed before the snapshot was complete (make the table larger if this fails)"
+    );
+    let sent = kafka.records_written(&raw);
+    assert!(sent < 20_000, "killed halfway: {sent} records out");
+
+    // The first 20 rows went out in the first batch; they go, and others change.
+    exec(&my, "DELETE FROM orders_web WHERE id <= 20").await;
+    exec(&my, "UPDATE orders_web SET quantity = 7 WHERE id BETWEEN 21 AND 30").await;
+    let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
+    exec(&my, "INSERT INTO orders_shop VALUES (1000001, 'O-after', 2, 1.25)").await;
+
+    let expected = source_rows(&my).await;
+    assert_eq!(expected.len(), 20_000 - 20 + 1);
+    sink_equals(&sink_db, &expected, Duration::from_secs(180)).await;
+    for s in [cdc, transform, sink] {
+        s.stop().await;
+    }
+}
+
 /// The distinct row ids (`data.id`) of `topic`'s change records, read until `rows` of them have
 /// arrived or `timeout` passes. At least once: a reconnect or an outage may repeat changes, so
 /// `rows` records need not be `rows` rows; each read asks for as many more as are missing.
@@ -482,6 +568,7 @@ async fn distinct_rows(
 /// once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_waits_out_a_broker_outage_and_loses_nothing() {
+    kafkube_testkit::show_logs();
     let kafka = TestKafka::start();
     let Some(broker) = kafka.embedded() else {
         eprintln!("skipped: needs the embedded broker to take it down (KAFKUBE_TEST_KAFKA_BROKERS is set)");

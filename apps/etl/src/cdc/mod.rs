@@ -76,6 +76,12 @@ async fn save_position(db: &Db, client: &str, p: &Position) -> anyhow::Result<()
     Ok(())
 }
 
+/// The state row of `client`'s snapshot in progress: the position it began at, stored before its
+/// first record goes out, so that a snapshot taken again knows the binlog must be read from there.
+fn snapshot_marker(client: &str) -> String {
+    format!("{client}#snapshot")
+}
+
 /// An error that retrying will not fix (the server's configuration or our privileges).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -175,10 +181,26 @@ impl Reader {
         let start = match load_position(&self.state, client).await? {
             Some(p) => p,
             None if self.args.snapshot => {
-                let Some(start) = self.snapshot(stop, known_topics).await? else {
+                // A snapshot an earlier start left unfinished: its records are out, and the rows
+                // it sent that have been deleted since are not in this one. Reading the binlog
+                // from where that one began brings their deletes (the newer snapshot's records
+                // outrank every change it already holds).
+                let marker = snapshot_marker(client);
+                let unfinished = load_position(&self.state, &marker).await?;
+                let Some(taken) = self.snapshot(stop, known_topics, unfinished.is_none()).await? else {
                     return Ok(());
                 };
+                let start = match unfinished {
+                    Some(earlier) => {
+                        tracing::info!(from = %earlier, snapshot = %taken, "an unfinished snapshot was retaken: reading the binlog from where it began");
+                        earlier
+                    }
+                    None => taken,
+                };
                 save_position(&self.state, client, &start).await?;
+                // Done: a snapshot asked for again later (its position deleted) starts afresh.
+                let sql = "DELETE FROM etl_cdc_positions WHERE client_id = $1";
+                on_db!(&self.state, p => sqlx::query(sql).bind(&marker).execute(p).await.map(drop))?;
                 start
             }
             None => {
@@ -190,6 +212,11 @@ impl Reader {
         // The server sends a heartbeat every second when it has nothing else; a stream silent for
         // longer than HEARTBEAT_TIMEOUT is dead (a dropped network path) and is reopened.
         conn.query_drop("SET @master_heartbeat_period = 1000000000").await?;
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@GLOBAL.binlog_checksum")
+            .await
+            .unwrap_or(None);
+        let checksum = checksum.is_none_or(|c| !c.eq_ignore_ascii_case("NONE"));
         let request = BinlogStreamRequest::new(self.args.server_id)
             .with_filename(start.file.as_bytes())
             .with_pos(start.offset);
@@ -205,6 +232,8 @@ impl Reader {
         let mut out: Vec<Outgoing> = Vec::new();
         let mut labels: HashMap<u64, Labels> = HashMap::new();
         let mut first = true;
+        // Until the format description arrives, events are decoded as if they had no checksum.
+        let mut described = false;
         loop {
             // Take what is ready; flush before waiting for more.
             let next = match stream.next().now_or_never() {
@@ -238,7 +267,7 @@ impl Reader {
             };
             match ev.read_data().context("cannot decode a binlog event")? {
                 Some(EventData::RotateEvent(r)) => {
-                    file = clean_file_name(&r.name());
+                    file = rotate_file_name(r.name_raw(), checksum && !described);
                     if !r.is_fake() && txn.is_empty() {
                         committed = Position {
                             file: file.clone(),
@@ -246,6 +275,7 @@ impl Reader {
                         };
                     }
                 }
+                Some(EventData::FormatDescriptionEvent(_)) => described = true,
                 Some(EventData::TableMapEvent(tme)) => {
                     labels.insert(tme.table_id(), Labels::of(&tme));
                 }
@@ -431,15 +461,17 @@ fn ddl_record(topic: &str, database: &str, sql: &str, ts: u32, position: &Positi
     Outgoing::new(topic, Some(database.to_owned()), body.to_string())
 }
 
-/// A rotate event's file name (the first one of a stream can carry the event's checksum).
-fn clean_file_name(name: &str) -> String {
-    match name.rfind('.') {
-        Some(dot) => {
-            let digits: String = name[dot + 1..].chars().take_while(char::is_ascii_digit).collect();
-            format!("{}.{digits}", &name[..dot])
-        }
-        None => name.chars().take_while(|c| c.is_ascii_graphic()).collect(),
-    }
+/// A rotate event's file name. The stream's first event, a fake rotate naming the file, comes
+/// before the format description that says events end in a 4-byte checksum, so it is decoded
+/// with the checksum still on its name (`checksum_attached`). The checksum is cut off by its
+/// length: a guess by the characters fails when its first byte happens to be a digit, and the
+/// stream then resumes from a file that does not exist.
+fn rotate_file_name(raw: &[u8], checksum_attached: bool) -> String {
+    let name = match raw.len().checked_sub(4) {
+        Some(end) if checksum_attached => &raw[..end],
+        _ => raw,
+    };
+    String::from_utf8_lossy(name).into_owned()
 }
 
 /// A refused binlog request says what to do: grant a privilege, or move past a purged binlog.
@@ -453,7 +485,7 @@ fn privilege_hint(e: anyhow::Error, start: &Position) -> anyhow::Error {
         ))
         .into();
     }
-    if text.contains("REPLICATION SLAVE") || text.contains("REPLICATION REPLICA") || text.contains("1227") {
+    if text.contains("REPLICATION SLAVE") || text.contains("REPLICATION REPLICA") || text.contains("ERROR 1227 ") {
         Fatal(format!(
             "{text}: the CDC user needs replication privileges: GRANT REPLICATION SLAVE, REPLICATION CLIENT, \
              SELECT ON *.* TO 'user'@'%'"
@@ -524,8 +556,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cleans_the_first_rotate_events_file_name() {
-        assert_eq!(clean_file_name("binlog.000002\u{1a}Z\u{ff}%"), "binlog.000002");
-        assert_eq!(clean_file_name("mysql-bin.000010"), "mysql-bin.000010");
+    fn cuts_the_checksum_off_the_first_rotate_events_file_name() {
+        assert_eq!(rotate_file_name(b"binlog.000002\x1aZ\xff%", true), "binlog.000002");
+        // A checksum starting with digits, or holding a dot, is cut off too: a guess by the
+        // characters made these `binlog.0000023` and `binlog.000002.` (1 stream in 25).
+        assert_eq!(rotate_file_name(b"binlog.00000237\xff%", true), "binlog.000002");
+        assert_eq!(rotate_file_name(b"binlog.000002\x01.\xff%", true), "binlog.000002");
+        assert_eq!(rotate_file_name(b"mysql-bin.000010", false), "mysql-bin.000010");
     }
 }

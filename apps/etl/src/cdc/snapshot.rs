@@ -9,7 +9,11 @@
 //! used, and the few changes between the two are read again (the sink keeps the newest). Every
 //! snapshot record carries that position, so any later change of a row outranks it at the sink.
 //! The position is stored only after Kafka acknowledged the whole snapshot: a crash in the middle
-//! makes the next start take the snapshot again (at-least-once, absorbed by the sink).
+//! makes the next start take the snapshot again (at-least-once, absorbed by the sink). The first
+//! try's position is stored beforehand (as `CLIENT#snapshot`), and after a retaken snapshot the
+//! binlog is read from there: a row the first try sent and that was deleted before the second
+//! would otherwise stay in the sink, since neither the second snapshot nor the binlog after it
+//! mentions it.
 
 use std::collections::HashMap;
 
@@ -29,12 +33,14 @@ use super::{Change, Position, Reader};
 const BINARY: u16 = 63;
 
 impl Reader {
-    /// Publishes the snapshot; returns the position the binlog stream starts at, or `None` when
-    /// stopped before it was complete.
+    /// Publishes the snapshot; returns the position it is consistent with, or `None` when
+    /// stopped before it was complete. `first`: no earlier try is on record, so this one's
+    /// position is stored (see the module's documentation) before its first record goes out.
     pub(super) async fn snapshot(
         &self,
         stop: &Shutdown,
         known_topics: &mut std::collections::HashSet<String>,
+        first: bool,
     ) -> anyhow::Result<Option<Position>> {
         let mut conn = Conn::new(self.opts.clone())
             .await
@@ -71,6 +77,9 @@ impl Reader {
             .into_iter()
             .filter(|(db, t)| self.filter.includes(db, t))
             .collect();
+        if first {
+            super::save_position(&self.state, &super::snapshot_marker(&self.args.client_id), &position).await?;
+        }
         tracing::info!(tables = tables.len(), position = %position, "taking the initial snapshot");
         let ts = u32::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
         let mut rows_total = 0u64;
