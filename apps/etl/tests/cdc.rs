@@ -9,21 +9,12 @@ use std::time::Duration;
 
 use kafkube_etl::sink::db::{SinkDb, SinkRow};
 use kafkube_etl::{CdcService, EtlArgs, Sink, Transform};
-use kafkube_store::sqlx::{self, Executor};
+use kafkube_store::sqlx;
 use kafkube_testkit::{Backend, TestDb, TestKafka, TestMySql, spawn, unique};
 use serde_json::Value;
 
-fn cdc_args(my: &TestMySql, state: &TestDb, topic: &str) -> EtlArgs {
-    let mut a = EtlArgs::defaults();
-    a.cdc.mysql_url = Some(my.url.parse().unwrap());
-    a.cdc.filter = Some(format!("exclude: *.*, include: {}.*", my.name));
-    a.cdc.kafka_topic = Some(topic.to_owned());
-    a.cdc.state_url = state.url.parse().unwrap();
-    a.cdc.client_id = Some(unique("cdc"));
-    a.cdc.server_id = Some(fastrand::u32(10_000..u32::MAX));
-    a.cdc.output_binlog_position = Some(true);
-    a
-}
+mod common;
+use common::{cdc_args, distinct_rows, exec, orders_under_cdc};
 
 /// The transform and the sink of `a` on fresh groups: `raw` → `enriched` → `sink_db`.
 fn pipeline(a: &mut EtlArgs, raw: &str, enriched: &str, sink_db: &TestDb) {
@@ -62,10 +53,6 @@ async fn order_tables(my: &TestMySql, extra: &str) {
         )
         .await;
     }
-}
-
-async fn exec(my: &TestMySql, sql: &str) {
-    my.pool.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,27 +529,6 @@ async fn a_snapshot_killed_halfway_is_retaken_and_rows_deleted_meanwhile_leave_t
     }
 }
 
-/// The distinct row ids (`data.id`) of `topic`'s change records, read until `rows` of them have
-/// arrived or `timeout` passes. At least once: a reconnect or an outage may repeat changes, so
-/// `rows` records need not be `rows` rows; each read asks for as many more as are missing.
-async fn distinct_rows(
-    kafka: &TestKafka,
-    topic: &str,
-    rows: usize,
-    timeout: Duration,
-) -> std::collections::BTreeSet<i64> {
-    let mut want = rows;
-    loop {
-        let recs = kafka.read(topic, want, timeout).await;
-        let ids: std::collections::BTreeSet<i64> =
-            recs.iter().filter_map(|r| r.json()["data"]["id"].as_i64()).collect();
-        if ids.len() >= rows || recs.len() < want {
-            return ids;
-        }
-        want = recs.len() + (rows - ids.len());
-    }
-}
-
 /// The broker unreachable for a while under the CDC: the changes made meanwhile wait in the
 /// binlog (the stored position moves only after Kafka acknowledged) and all of them arrive
 /// once it is back.
@@ -575,14 +541,7 @@ async fn cdc_waits_out_a_broker_outage_and_loses_nothing() {
         return;
     };
     let topic = kafka.topic("cdc", 2).await;
-    let my = TestMySql::new().await;
-    let state = TestDb::new(Backend::Sqlite).await;
-    exec(&my, "CREATE TABLE orders (id INT PRIMARY KEY, order_id VARCHAR(32))").await;
-    let cdc = spawn(CdcService, cdc_args(&my, &state, &topic), &kafka.config())
-        .await
-        .unwrap();
-    cdc.ready(Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (my, _state, cdc) = orders_under_cdc(&kafka, &topic).await;
     let insert = |from: u32, to: u32| {
         let values: Vec<String> = (from..to).map(|i| format!("({i}, 'O-{i}')")).collect();
         format!("INSERT INTO orders VALUES {}", values.join(","))

@@ -33,7 +33,7 @@ pub use db::{TestDb, postgres_url};
 pub use http::{client as http_client, get_json, get_text, post_json};
 pub use kafka::{ReadRecord, TestKafka};
 pub use kafkube_store::Backend;
-pub use mysql::{TestMySql, mysql_url};
+pub use mysql::{TestMySql, mysql_is_private, mysql_url, restart_mysql};
 pub use service::{Spawned, spawn};
 pub use smtp::{ReceivedMail, TestSmtp};
 

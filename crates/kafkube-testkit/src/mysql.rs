@@ -47,3 +47,31 @@ impl TestMySql {
 pub fn mysql_url() -> String {
     std::env::var("KAFKUBE_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://kafkube:kafkube@127.0.0.1:23306".into())
 }
+
+/// Whether the test server is the private one `scripts/mariadb` runs (as `scripts/test` starts
+/// it), which a test may restart; not a server of the user's own (`KAFKUBE_TEST_MYSQL_URL`).
+pub fn mysql_is_private() -> bool {
+    let ours = mariadb_script("url")
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == mysql_url());
+    ours && mariadb_script("status").is_ok_and(|o| o.status.success())
+}
+
+/// Restarts the private test server (see [`mysql_is_private`]) the way an operator's restart
+/// does: it stops, every connection drops, and it comes back writing a new binlog file.
+pub fn restart_mysql() {
+    assert!(
+        mysql_is_private(),
+        "the test server is not the private one scripts/mariadb runs"
+    );
+    let out = mariadb_script("restart").expect("run scripts/mariadb restart");
+    assert!(
+        out.status.success(),
+        "scripts/mariadb restart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn mariadb_script(command: &str) -> std::io::Result<std::process::Output> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mariadb");
+    std::process::Command::new("bash").arg(script).arg(command).output()
+}
