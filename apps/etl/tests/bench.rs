@@ -124,6 +124,9 @@ async fn cdc_throughput() {
     a.cdc.state_url = state.url.parse().unwrap();
     a.cdc.client_id = Some(unique("cdc"));
     a.cdc.server_id = Some(fastrand::u32(10_000..u32::MAX));
+    if let Some(batch) = std::env::var("CDC_BATCH").ok().and_then(|b| b.parse().ok()) {
+        a.cdc.batch = batch;
+    }
     // A first run stores the current position, then stops.
     let cdc = spawn(CdcService, a.clone(), &cfg).await.unwrap();
     cdc.ready(Duration::from_secs(30)).await;
