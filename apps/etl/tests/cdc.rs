@@ -280,6 +280,21 @@ async fn cdc_to_sink_equals_source_through_a_kill_and_an_alter_table() {
     let expected = source_rows(&my).await;
     assert!(expected.len() > 500, "{}", expected.len());
     sink_equals(&sink_db, &expected, Duration::from_secs(300)).await;
+    // Through the kill and the restart, the stored position carries MariaDB's GTID position
+    // there, as the server itself computes it for that file and offset.
+    let client = a.cdc.client_id.as_deref().unwrap();
+    let p = kafkube_etl::cdc::load_position(&state.db, client)
+        .await
+        .unwrap()
+        .unwrap();
+    let server: Option<String> = sqlx::query_scalar("SELECT BINLOG_GTID_POS(?, ?)")
+        .bind(&p.file)
+        .bind(p.offset)
+        .fetch_one(&my.pool)
+        .await
+        .unwrap();
+    assert!(p.gtid.as_deref().is_some_and(|g| g.contains('-')), "{p:?}");
+    assert_eq!(p.gtid, server, "{p:?}");
     for s in [cdc.take().unwrap(), transform, sink] {
         s.stop().await;
     }

@@ -10,6 +10,7 @@
 
 pub mod convert;
 pub mod filter;
+pub mod gtid;
 mod snapshot;
 
 use anyhow::Context as _;
@@ -26,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 
 use self::convert::{Labels, Object, row_to_json};
 use self::filter::Filter;
+use self::gtid::{Gtid, GtidPos, MARIADB_GTID_EVENT};
 use crate::EtlArgs;
 use crate::config::CdcResolved;
 use crate::order::POSITION_HEADER;
@@ -42,11 +44,12 @@ pub fn migrations() -> Migrations {
 /// How long the binlog stream may stay silent (the server sends a heartbeat every second).
 const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A binlog position: file and offset.
+/// A binlog position: file and offset, and MariaDB's GTID position there (see [`gtid`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
     pub file: String,
     pub offset: u64,
+    pub gtid: Option<String>,
 }
 
 impl std::fmt::Display for Position {
@@ -57,22 +60,23 @@ impl std::fmt::Display for Position {
 
 /// The stored position of `client`, if any.
 pub async fn load_position(db: &Db, client: &str) -> anyhow::Result<Option<Position>> {
-    let row: Option<(String, i64)> = on_db!(db, p => sqlx::query_as(
-        "SELECT binlog_file, binlog_position FROM etl_cdc_positions WHERE client_id = $1")
+    let row: Option<(String, i64, Option<String>)> = on_db!(db, p => sqlx::query_as(
+        "SELECT binlog_file, binlog_position, gtid FROM etl_cdc_positions WHERE client_id = $1")
         .bind(client).fetch_optional(p).await)?;
-    Ok(row.map(|(file, offset)| Position {
+    Ok(row.map(|(file, offset, gtid)| Position {
         file,
         offset: offset.max(0) as u64,
+        gtid,
     }))
 }
 
 async fn save_position(db: &Db, client: &str, p: &Position) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
-    let sql = "INSERT INTO etl_cdc_positions (client_id, binlog_file, binlog_position, updated_at) \
-               VALUES ($1, $2, $3, $4) ON CONFLICT (client_id) DO UPDATE SET binlog_file = excluded.binlog_file, \
-               binlog_position = excluded.binlog_position, updated_at = excluded.updated_at";
+    let sql = "INSERT INTO etl_cdc_positions (client_id, binlog_file, binlog_position, gtid, updated_at) \
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO UPDATE SET binlog_file = excluded.binlog_file, \
+               binlog_position = excluded.binlog_position, gtid = excluded.gtid, updated_at = excluded.updated_at";
     on_db!(db, pool => sqlx::query(sql)
-        .bind(client).bind(&p.file).bind(p.offset as i64).bind(now).execute(pool).await.map(drop))?;
+        .bind(client).bind(&p.file).bind(p.offset as i64).bind(&p.gtid).bind(now).execute(pool).await.map(drop))?;
     Ok(())
 }
 
@@ -163,7 +167,11 @@ impl Reader {
         };
         let file: String = row.get(0).unwrap_or_default();
         let offset: u64 = row.get(1).unwrap_or(4);
-        Ok(Position { file, offset })
+        Ok(Position {
+            file,
+            offset,
+            gtid: None,
+        })
     }
 
     async fn stream(
@@ -212,11 +220,29 @@ impl Reader {
         // The server sends a heartbeat every second when it has nothing else; a stream silent for
         // longer than HEARTBEAT_TIMEOUT is dead (a dropped network path) and is reopened.
         conn.query_drop("SET @master_heartbeat_period = 1000000000").await?;
+        // MariaDB sends its GTID events only to a replica that says it understands them (4:
+        // MARIA_SLAVE_CAPABILITY_GTID); to others it sends `BEGIN` in their place. A user
+        // variable is harmless on MySQL.
+        conn.query_drop("SET @mariadb_slave_capability = 4").await?;
         let checksum: Option<String> = conn
             .query_first("SELECT @@GLOBAL.binlog_checksum")
             .await
             .unwrap_or(None);
         let checksum = checksum.is_none_or(|c| !c.eq_ignore_ascii_case("NONE"));
+        let mut start = start;
+        if start.gtid.is_none() {
+            // MariaDB tells the GTID position at a file and offset; elsewhere this fails, and
+            // the GTID stays unknown.
+            start.gtid = conn
+                .exec_first::<Option<String>, _, _>("SELECT BINLOG_GTID_POS(?, ?)", (&start.file, start.offset))
+                .await
+                .ok()
+                .flatten()
+                .flatten();
+        }
+        let mut gtid = start.gtid.as_deref().and_then(GtidPos::parse);
+        // The GTID of the transaction being read, until its end moves `gtid`.
+        let mut txn_gtid: Option<Gtid> = None;
         let request = BinlogStreamRequest::new(self.args.server_id)
             .with_filename(start.file.as_bytes())
             .with_pos(start.offset);
@@ -261,9 +287,23 @@ impl Reader {
             }
             let header = ev.header();
             let log_pos = u64::from(header.log_pos());
+            if header.event_type_raw() == MARIADB_GTID_EVENT {
+                txn_gtid = Gtid::of_event(header.server_id(), ev.data());
+            }
             let here = |file: &str| Position {
                 file: file.to_owned(),
                 offset: log_pos,
+                gtid: None,
+            };
+            // A transaction's end: the position after it, with the GTID position moved past it.
+            let mut ended = |file: &str| {
+                if let (Some(pos), Some(g)) = (gtid.as_mut(), txn_gtid.take()) {
+                    pos.advance(g);
+                }
+                Position {
+                    gtid: gtid.as_ref().map(ToString::to_string),
+                    ..here(file)
+                }
             };
             match ev.read_data().context("cannot decode a binlog event")? {
                 Some(EventData::RotateEvent(r)) => {
@@ -272,6 +312,7 @@ impl Reader {
                         committed = Position {
                             file: file.clone(),
                             offset: r.position(),
+                            gtid: committed.gtid.take(),
                         };
                     }
                 }
@@ -324,7 +365,7 @@ impl Reader {
                 }
                 Some(EventData::XidEvent(x)) => {
                     self.finish(&mut txn, Some(x.xid), &mut out)?;
-                    committed = here(&file);
+                    committed = ended(&file);
                 }
                 Some(EventData::QueryEvent(q)) => {
                     let sql = q.query();
@@ -334,14 +375,15 @@ impl Reader {
                     } else if sql.eq_ignore_ascii_case("COMMIT") {
                         // A transaction on a non-transactional engine ends.
                         self.finish(&mut txn, None, &mut out)?;
-                        committed = here(&file);
+                        committed = ended(&file);
                     } else {
                         // DDL: its own transaction.
                         if let Some(topic) = &self.args.ddl_kafka_topic {
                             out.push(ddl_record(topic, &q.schema(), sql, header.timestamp(), &here(&file)));
                         }
+                        let end = ended(&file);
                         if txn.is_empty() && log_pos > 0 {
-                            committed = here(&file);
+                            committed = end;
                         }
                     }
                 }

@@ -63,6 +63,7 @@ impl Reader {
             (Some(file), Some(offset)) => Position {
                 file: file.clone(),
                 offset,
+                gtid: None,
             },
             _ => before,
         };
