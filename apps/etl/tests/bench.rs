@@ -19,6 +19,9 @@ use kafkube_etl::{CdcService, EtlArgs, Sink};
 use kafkube_store::sqlx::{self, Executor};
 use kafkube_testkit::{Backend, TestDb, TestKafka, TestMySql, spawn, unique};
 
+mod common;
+use common::cdc_args;
+
 fn rows() -> usize {
     std::env::var("ETL_BENCH_ROWS")
         .ok()
@@ -117,13 +120,9 @@ async fn cdc_throughput() {
         )
         .await
         .unwrap();
-    let mut a = EtlArgs::defaults();
-    a.cdc.mysql_url = Some(my.url.parse().unwrap());
-    a.cdc.filter = Some(format!("exclude: *.*, include: {}.*", my.name));
-    a.cdc.kafka_topic = Some(topic.clone());
-    a.cdc.state_url = state.url.parse().unwrap();
-    a.cdc.client_id = Some(unique("cdc"));
-    a.cdc.server_id = Some(fastrand::u32(10_000..u32::MAX));
+    let mut a = cdc_args(&my, &state, &topic);
+    // Maxwell's records as they come by default, without the position field the tests ask for.
+    a.cdc.output_binlog_position = None;
     if let Some(batch) = std::env::var("CDC_BATCH").ok().and_then(|b| b.parse().ok()) {
         a.cdc.batch = batch;
     }
