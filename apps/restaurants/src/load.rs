@@ -146,6 +146,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     bar.finish_and_clear();
 
     let mut mail_us = kafkube_load::latency_histogram();
+    // Each leg of a paid order's way: placed → paid → confirmed → email_sent.
+    let mut legs_us: [_; 3] = std::array::from_fn(|_| kafkube_load::latency_histogram());
     let mut wrong = Vec::new();
     let mut paid = 0;
     for (v, declined) in &finished {
@@ -163,6 +165,18 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             paid += 1;
             let us = (sent.at - v.placed_at).num_microseconds().unwrap_or(0).max(1) as u64;
             let _ = mail_us.record(us);
+            let at = |s: Status| v.history.iter().find(|h| h.status == s).map(|h| h.at);
+            let way = [
+                Some(v.placed_at),
+                at(Status::Paid),
+                at(Status::Confirmed),
+                Some(sent.at),
+            ];
+            for (leg, pair) in legs_us.iter_mut().zip(way.windows(2)) {
+                if let [Some(from), Some(to)] = pair {
+                    let _ = leg.record((*to - *from).num_microseconds().unwrap_or(0).max(1) as u64);
+                }
+            }
         }
     }
     let mails = if args.mail_dir.as_os_str().is_empty() {
@@ -197,6 +211,15 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             pct(&mail_us, 95.0),
             pct(&mail_us, 99.0),
             mail_us.max() as f64 / 1000.0
+        );
+        let leg = |name: &str, h: &hdrhistogram::Histogram<u64>| {
+            format!("{name} p50 {:.2} ms  p99 {:.2} ms", pct(h, 50.0), pct(h, 99.0))
+        };
+        text += &format!(
+            "legs       {};  {};  {}\n",
+            leg("placed → paid", &legs_us[0]),
+            leg("paid → confirmed", &legs_us[1]),
+            leg("confirmed → e-mail", &legs_us[2]),
         );
     }
     for (e, n) in &failures {

@@ -70,16 +70,34 @@ impl Transport {
         }
     }
 
-    async fn send(&self, order_id: &str, m: &Message) -> Result<(), SendError> {
+    /// Sends `messages` (`(order id, e-mail)`), over SMTP `concurrency` at a time; as files, all
+    /// in one blocking task. The results come in the order given.
+    async fn send_all(&self, messages: Vec<(String, Message)>, concurrency: usize) -> Vec<Result<(), SendError>> {
         match self {
-            Self::Smtp(t, _) => match t.send(m.clone()).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-                Err(e) => Err(SendError::Later(e.to_string())),
-            },
-            Self::Files(dir) => write_eml(dir, order_id, &m.formatted())
-                .await
-                .map_err(|e| SendError::Later(format!("cannot write to {}: {e}", dir.display()))),
+            Self::Smtp(t, _) => {
+                futures::stream::iter(messages)
+                    .map(|(_, m)| async move {
+                        match t.send(m).await {
+                            Ok(_) => Ok(()),
+                            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+                            Err(e) => Err(SendError::Later(e.to_string())),
+                        }
+                    })
+                    .buffered(concurrency.max(1))
+                    .collect()
+                    .await
+            }
+            Self::Files(dir) => {
+                let n = messages.len();
+                let dir = dir.clone();
+                let written = tokio::task::spawn_blocking(move || write_emls(&dir, &messages)).await;
+                match written {
+                    Ok(results) => results,
+                    Err(e) => (0..n)
+                        .map(|_| Err(SendError::Later(format!("the file writer failed: {e}"))))
+                        .collect(),
+                }
+            }
         }
     }
 
@@ -96,15 +114,26 @@ impl Transport {
     }
 }
 
-/// Writes the file whole or not at all (a temporary file, then a rename).
-async fn write_eml(dir: &Path, order_id: &str, bytes: &[u8]) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(dir).await?;
-    let tmp = dir.join(format!(".{order_id}.eml.tmp"));
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, dir.join(format!("{order_id}.eml"))).await
+/// Writes each e-mail to `<order id>.eml` in `dir`, whole or not at all (a temporary file, then
+/// a rename).
+fn write_emls(dir: &Path, messages: &[(String, Message)]) -> Vec<Result<(), SendError>> {
+    let failed = |e: std::io::Error| SendError::Later(format!("cannot write to {}: {e}", dir.display()));
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        let why = failed(e);
+        return messages.iter().map(|_| Err(why.clone())).collect();
+    }
+    messages
+        .iter()
+        .map(|(order_id, m)| {
+            let tmp = dir.join(format!(".{order_id}.eml.tmp"));
+            std::fs::write(&tmp, m.formatted())
+                .and_then(|()| std::fs::rename(&tmp, dir.join(format!("{order_id}.eml"))))
+                .map_err(failed)
+        })
+        .collect()
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum SendError {
     /// The server refused the message for good (a 5xx: no such mailbox): dead-lettered.
     Permanent(String),
@@ -176,21 +205,6 @@ enum Step {
     Refused(String),
 }
 
-impl MailHandler {
-    /// Sends one confirmation whose order is not in the sent-log.
-    async fn deliver(&self, c: &Confirmation) -> Step {
-        let message = match compose(&self.from, c) {
-            Ok(m) => m,
-            Err(why) => return Step::Refused(why),
-        };
-        match self.transport.send(&c.order_id, &message).await {
-            Ok(()) => Step::Sent(c.order_id.clone(), message_id(&c.order_id), c.email.clone()),
-            Err(SendError::Permanent(why)) => Step::Refused(format!("the SMTP server refused the e-mail: {why}")),
-            Err(SendError::Later(why)) => Step::Later(why),
-        }
-    }
-}
-
 /// Which of `order_ids` are in the sent-log (one query per 500).
 async fn already_sent(db: &Db, order_ids: &[&str]) -> Result<HashSet<String>, StoreError> {
     let mut sent = HashSet::new();
@@ -250,11 +264,31 @@ impl Handler for MailHandler {
         let sent_before = already_sent(&self.db, &ids).await?;
         let (before, todo): (Vec<_>, Vec<_>) = todo.into_iter().partition(|(_, c)| sent_before.contains(&c.order_id));
         let mut announce: Vec<String> = before.into_iter().map(|(_, c)| c.order_id).collect();
-        let steps: Vec<(usize, Step)> = futures::stream::iter(todo)
-            .map(|(i, c)| async move { (i, self.deliver(&c).await) })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+        let mut steps: Vec<(usize, Step)> = Vec::with_capacity(todo.len());
+        // `(index, order id, recipient)` of each e-mail in `messages`.
+        let mut sending = Vec::with_capacity(todo.len());
+        let mut messages = Vec::with_capacity(todo.len());
+        for (i, c) in todo {
+            match compose(&self.from, &c) {
+                Ok(m) => {
+                    sending.push((i, c.order_id.clone(), c.email));
+                    messages.push((c.order_id, m));
+                }
+                Err(why) => steps.push((i, Step::Refused(why))),
+            }
+        }
+        let results = self.transport.send_all(messages, self.concurrency).await;
+        for ((i, order_id, to), result) in sending.into_iter().zip(results) {
+            let step = match result {
+                Ok(()) => {
+                    let id = message_id(&order_id);
+                    Step::Sent(order_id, id, to)
+                }
+                Err(SendError::Permanent(why)) => Step::Refused(format!("the SMTP server refused the e-mail: {why}")),
+                Err(SendError::Later(why)) => Step::Later(why),
+            };
+            steps.push((i, step));
+        }
         let mut sent_now = Vec::new();
         let mut later = None;
         for (i, step) in steps {

@@ -9,6 +9,7 @@
 
 pub mod bank;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,11 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kafkube_bus::{BatchOutput, ConsumerSettings, Handler, HandlerError, Outgoing, Record};
 use kafkube_runtime::{Context, Running, Service, ServiceInfo};
-use kafkube_store::{Db, StoreError, on_db, on_tx};
+use kafkube_store::{Db, StoreError, on_db};
 
 use crate::RestaurantsArgs;
 use crate::model::{Cents, Confirmation, OrderPlaced, Status, StatusChange, card_last4};
+use crate::store::ROWS_PER_STATEMENT;
 use bank::{Bank, BankError, Charge, Decision, HttpBank, TestBank};
 
 /// Why a card is refused before the bank is asked.
@@ -145,41 +147,51 @@ impl Outcome {
     }
 }
 
-async fn stored(db: &Db, order_id: &str) -> Result<Option<Outcome>, StoreError> {
-    let row: Option<OutcomeRow> = on_db!(db, p => sqlx::query_as(
-        "SELECT order_id, outcome, reason, charge_id, card_last4, amount_cents, email, restaurant, decided_at \
-         FROM payments WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(p)
-        .await)?;
-    Ok(row.map(Outcome::from_row))
+/// The decisions stored for `order_ids` (one query per 500).
+async fn stored(db: &Db, order_ids: &[&str]) -> Result<HashMap<String, Outcome>, StoreError> {
+    let mut found = HashMap::new();
+    for chunk in order_ids.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<OutcomeRow> = on_db!(db, p => {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT order_id, outcome, reason, charge_id, card_last4, amount_cents, email, restaurant, decided_at \
+                 FROM payments WHERE order_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(p).await?
+        });
+        found.extend(rows.into_iter().map(|r| (r.0.clone(), Outcome::from_row(r))));
+    }
+    Ok(found)
 }
 
-async fn store(db: &Db, outcomes: &[&Outcome]) -> Result<(), StoreError> {
-    if outcomes.is_empty() {
-        return Ok(());
-    }
-    let mut tx = db.begin().await?;
-    for o in outcomes {
-        on_tx!(&mut tx, conn => {
-            sqlx::query(
+/// Stores decisions (one statement per 500; a decision stored before is kept).
+async fn store(db: &Db, outcomes: &[Outcome]) -> Result<(), StoreError> {
+    for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+        on_db!(db, p => {
+            let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO payments (order_id, outcome, reason, charge_id, card_last4, amount_cents, email, \
-                 restaurant, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING",
-            )
-            .bind(&o.order_id)
-            .bind(if o.paid { "paid" } else { "rejected" })
-            .bind(&o.reason)
-            .bind(&o.charge_id)
-            .bind(&o.card_last4)
-            .bind(o.amount_cents)
-            .bind(&o.email)
-            .bind(&o.restaurant)
-            .bind(o.decided_at)
-            .execute(&mut *conn)
-            .await?;
+                 restaurant, decided_at) ",
+            );
+            q.push_values(chunk, |mut row, o| {
+                row.push_bind(&o.order_id)
+                    .push_bind(if o.paid { "paid" } else { "rejected" })
+                    .push_bind(&o.reason)
+                    .push_bind(&o.charge_id)
+                    .push_bind(&o.card_last4)
+                    .push_bind(o.amount_cents)
+                    .push_bind(&o.email)
+                    .push_bind(&o.restaurant)
+                    .push_bind(o.decided_at);
+            });
+            q.push(" ON CONFLICT (order_id) DO NOTHING");
+            q.build().execute(p).await?;
         });
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Decides the orders of a batch, the bank's calls concurrently.
@@ -205,13 +217,11 @@ enum Step {
 }
 
 impl PaymentHandler {
-    async fn decide(&self, o: &OrderPlaced) -> Result<Step, StoreError> {
-        if let Some(done) = stored(&self.db, &o.order_id).await? {
-            return Ok(Step::Stored(done));
-        }
+    /// Decides an order with no stored decision.
+    async fn decide(&self, o: &OrderPlaced) -> Step {
         let card = match check_card(&o.credit_card) {
             Ok(card) => card,
-            Err(reason) => return Ok(Step::New(Outcome::new(o, Err(reason)))),
+            Err(reason) => return Step::New(Outcome::new(o, Err(reason))),
         };
         let charge = Charge {
             idempotency_key: o.order_id.clone(),
@@ -222,12 +232,12 @@ impl PaymentHandler {
         let answer = tokio::time::timeout(self.bank_timeout, self.bank.charge(&charge))
             .await
             .unwrap_or(Err(BankError::Timeout(self.bank_timeout)));
-        Ok(match answer {
+        match answer {
             Ok(Decision::Approved { charge_id }) => Step::New(Outcome::new(o, Ok(charge_id))),
             Ok(Decision::Declined { reason }) => Step::New(Outcome::new(o, Err(reason))),
             Err(e @ BankError::Refused(_)) => Step::Refused(e.to_string()),
             Err(e) => Step::Later(e.to_string()),
-        })
+        }
     }
 }
 
@@ -242,16 +252,31 @@ impl Handler for PaymentHandler {
                 Err(why) => out.reject(i, why),
             }
         }
-        let steps: Vec<(usize, Result<Step, StoreError>)> = futures::stream::iter(orders)
+        // Decided earlier (a redelivery): published again, the bank not asked.
+        let ids: Vec<&str> = orders.iter().map(|(_, o)| o.order_id.as_str()).collect();
+        let decided = stored(&self.db, &ids).await?;
+        let mut steps: Vec<(usize, Step)> = Vec::with_capacity(orders.len());
+        let mut undecided = Vec::with_capacity(orders.len());
+        let mut asking = std::collections::HashSet::new();
+        for (i, o) in orders {
+            match decided.get(&o.order_id).cloned() {
+                Some(done) => steps.push((i, Step::Stored(done))),
+                // The same order twice in one batch: decided once.
+                None if !asking.insert(o.order_id.clone()) => {}
+                None => undecided.push((i, o)),
+            }
+        }
+        let asked: Vec<(usize, Step)> = futures::stream::iter(undecided)
             .map(|(i, o)| async move { (i, self.decide(&o).await) })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
+        steps.extend(asked);
         let mut new = Vec::new();
         let mut publish = Vec::new();
         let mut later = None;
         for (i, step) in steps {
-            match step? {
+            match step {
                 Step::Stored(o) => publish.push(o),
                 Step::New(o) => {
                     new.push(o.clone());
@@ -263,7 +288,7 @@ impl Handler for PaymentHandler {
         }
         // Decisions are stored even when others of the batch must wait, so that the retry finds
         // them instead of asking the bank again.
-        store(&self.db, &new.iter().collect::<Vec<_>>()).await?;
+        store(&self.db, &new).await?;
         for o in &new {
             let kind = if o.paid { "paid" } else { "rejected" };
             metrics::counter!("restaurant_payments_total", "outcome" => kind).increment(1);
