@@ -220,7 +220,9 @@ impl Relay {
                     // (never with this process) publishes its rows once more, as a crash between
                     // publishing and deleting does, and consumers absorb repeats. An fsync on a
                     // slow disk would hold up the next pass, and with it the rows behind.
-                    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 (rows.len(), outcome)

@@ -142,6 +142,8 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
             .await
             .unwrap();
     }
+    let before_stop = rx.try_iter().count(); // the lines below are the stop's
+    eprintln!("{before_stop} lines logged before the stop");
     signal(&guard.0, "-INT");
     let status = tokio::task::spawn_blocking(move || {
         let s = guard.0.wait().unwrap();
@@ -151,8 +153,18 @@ async fn up_in_an_empty_directory_logs_writes_and_drains_on_ctrl_c() {
     .await
     .unwrap();
     assert!(status.success(), "exit status {status:?}");
-    let lines: Vec<String> = rx.try_iter().collect();
+    // Every line, up to the end of both pipes.
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        lines.push(line);
+    }
     assert!(lines.iter().any(|l| l.contains("kafkube stopped")), "{lines:?}");
+    // The broker stops after the last client: no client reports it gone on the way out.
+    let complaints: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("ERROR") || l.contains("cannot reach Kafka"))
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:#?}");
 
     assert_eq!(scalar(&logs, "SELECT COUNT(*) FROM event_logs").await, 110);
     let main = Db::connect(

@@ -52,6 +52,8 @@ pub struct Console {
     producer: Producer,
     /// The latest status, for every open page (the gathering task starts with the first page).
     feed: Arc<OnceLock<watch::Sender<Option<Arc<Snapshot>>>>>,
+    /// The gathering task, stopped by [`Console::close`].
+    gathering: Arc<OnceLock<tokio::task::AbortHandle>>,
 }
 
 impl Console {
@@ -63,6 +65,7 @@ impl Console {
             urls: Arc::new(OnceLock::new()),
             http: reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
             feed: Arc::new(OnceLock::new()),
+            gathering: Arc::new(OnceLock::new()),
         })
     }
 
@@ -73,7 +76,7 @@ impl Console {
             .get_or_init(|| {
                 let (tx, _) = watch::channel(None);
                 let (console, feed) = (self.clone(), tx.clone());
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     let mut tick = tokio::time::interval(EVERY);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     // The previous status, for the rates.
@@ -98,9 +101,18 @@ impl Console {
                         feed.send_replace(Some(Arc::new(snapshot)));
                     }
                 });
+                let _ = self.gathering.set(task.abort_handle());
                 tx
             })
             .subscribe()
+    }
+
+    /// Stops gathering; the console's Kafka clients go with the last clone (`up` drops it before
+    /// its embedded broker, so that no client reports the broker gone).
+    pub fn close(self) {
+        if let Some(task) = self.gathering.get() {
+            task.abort();
+        }
     }
 
     /// The URLs whose `/ready` and `/metrics` the console reads (set once).

@@ -98,8 +98,11 @@ pub async fn run(args: UpArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode>
             say(&banner);
         })
         .await?;
-    // The clients are gone (every service has returned); the broker goes last.
+    // The clients are gone (every service has returned, the console is closed); the broker goes
+    // last.
     drop(written);
+    drop(supervisor); // its console routes hold a clone of the console
+    console.close();
     drop(ctx);
     drop(cluster);
     say("kafkube stopped.");
