@@ -177,10 +177,44 @@ async fn a_redelivered_confirmation_is_announced_again_not_mailed_again(backend:
     assert_eq!(s.order(&id).await["status"], "email_sent");
 }
 
+/// An order delivered to payments again after its decision (twice at once, as a replayed batch
+/// would): the stored decision is published again, the bank is not asked again, and the mailer
+/// announces the e-mail again without sending another.
+async fn a_redelivered_order_is_published_again_not_charged_again(backend: Backend) {
+    let s = Stack::start(backend).await;
+    let id = s.place(GOOD_CARD, "twice@example.com").await;
+    s.wait_for(&id, "email_sent", Duration::from_secs(30)).await;
+    assert_eq!(s.bank.charges(), 1);
+    let orders = s
+        .kafka
+        .read_exact(&s.args.order_topic, 1, Duration::from_secs(15))
+        .await;
+    let again = kafkube_bus::Outgoing::new(
+        s.args.order_topic.clone(),
+        orders[0].key.clone(),
+        orders[0].payload.clone(),
+    );
+    let producer = kafkube_bus::Producer::new(&s.kafka.config()).unwrap();
+    for sent in producer.send_all(&[again.clone(), again]).await {
+        sent.unwrap();
+    }
+
+    // `paid` and `email_sent`, then once more for each batch the two copies arrived in.
+    let statuses = s.kafka.read(&s.args.status_topic, 6, Duration::from_secs(10)).await;
+    let count = |name: &str| statuses.iter().filter(|r| r.json()["status"] == name).count();
+    assert!(count("paid") >= 2, "the decision is published again: {statuses:?}");
+    assert_eq!(count("paid"), count("email_sent"), "{statuses:?}");
+    assert_eq!(count("paid") + count("email_sent"), statuses.len(), "{statuses:?}");
+    assert_eq!(s.bank.charges(), 1, "charged once");
+    assert_eq!(s.eml_files().len(), 1, "one e-mail");
+    assert_eq!(s.order(&id).await["status"], "email_sent");
+}
+
 backend_tests!(
     an_order_goes_from_placed_to_email_sent_live,
     a_broker_outage_delays_orders_and_loses_none,
-    a_redelivered_confirmation_is_announced_again_not_mailed_again
+    a_redelivered_confirmation_is_announced_again_not_mailed_again,
+    a_redelivered_order_is_published_again_not_charged_again
 );
 
 /// The payments database goes away while orders arrive (connections cut, new ones refused): the
