@@ -75,17 +75,21 @@ impl Transport {
     async fn send_all(&self, messages: Vec<(String, Message)>, concurrency: usize) -> Vec<Result<(), SendError>> {
         match self {
             Self::Smtp(t, _) => {
-                futures::stream::iter(messages)
-                    .map(|(_, m)| async move {
-                        match t.send(m).await {
-                            Ok(_) => Ok(()),
-                            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-                            Err(e) => Err(SendError::Later(e.to_string())),
-                        }
-                    })
-                    .buffered(concurrency.max(1))
-                    .collect()
-                    .await
+                let mut sent: Vec<(usize, Result<(), SendError>)> =
+                    futures::stream::iter(messages.into_iter().enumerate())
+                        .map(|(i, (_, m))| async move {
+                            let result = match t.send(m).await {
+                                Ok(_) => Ok(()),
+                                Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+                                Err(e) => Err(SendError::Later(e.to_string())),
+                            };
+                            (i, result)
+                        })
+                        .buffer_unordered(concurrency.max(1))
+                        .collect()
+                        .await;
+                sent.sort_unstable_by_key(|(i, _)| *i);
+                sent.into_iter().map(|(_, result)| result).collect()
             }
             Self::Files(dir) => {
                 let n = messages.len();

@@ -9,7 +9,7 @@
 
 pub mod bank;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -257,7 +257,7 @@ impl Handler for PaymentHandler {
         let decided = stored(&self.db, &ids).await?;
         let mut steps: Vec<(usize, Step)> = Vec::with_capacity(orders.len());
         let mut undecided = Vec::with_capacity(orders.len());
-        let mut asking = std::collections::HashSet::new();
+        let mut asking = HashSet::new();
         for (i, o) in orders {
             match decided.get(&o.order_id).cloned() {
                 Some(done) => steps.push((i, Step::Stored(done))),
@@ -297,7 +297,7 @@ impl Handler for PaymentHandler {
             tracing::warn!("the bank could not answer ({why}); retrying the batch with the same idempotency keys");
             return Err(HandlerError::transient(why));
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for o in publish {
             if seen.insert(o.order_id.clone()) {
                 out.produce.extend(o.records(&self.status_topic, &self.confirm_topic));
