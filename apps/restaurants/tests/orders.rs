@@ -140,6 +140,18 @@ async fn a_broker_outage_delays_orders_and_loses_none(backend: Backend) {
     assert_eq!(s.eml_files().len(), 10);
 }
 
+/// Sends the one record on `topic` again, `copies` times at once (a consumer killed before its
+/// offsets were committed, a replayed batch).
+async fn redeliver(s: &Stack, topic: &str, copies: usize) {
+    let records = s.kafka.read_exact(topic, 1, Duration::from_secs(15)).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let again = kafkube_bus::Outgoing::new(topic, records[0].key.clone(), records[0].payload.clone());
+    let producer = kafkube_bus::Producer::new(&s.kafka.config()).unwrap();
+    for sent in producer.send_all(&vec![again; copies]).await {
+        sent.unwrap();
+    }
+}
+
 /// A confirmation delivered again after its e-mail went out (a consumer killed before its
 /// offsets were committed): the mailer finds it in the sent-log, announces `email_sent` again and
 /// sends nothing. (On PostgreSQL the sent-log lookup once failed to decode, and the mailer retried
@@ -148,18 +160,7 @@ async fn a_redelivered_confirmation_is_announced_again_not_mailed_again(backend:
     let s = Stack::start(backend).await;
     let id = s.place(GOOD_CARD, "again@example.com").await;
     s.wait_for(&id, "email_sent", Duration::from_secs(30)).await;
-    let confirmations = s
-        .kafka
-        .read_exact(&s.args.confirm_topic, 1, Duration::from_secs(15))
-        .await;
-    assert_eq!(confirmations.len(), 1);
-    let again = kafkube_bus::Outgoing::new(
-        s.args.confirm_topic.clone(),
-        confirmations[0].key.clone(),
-        confirmations[0].payload.clone(),
-    );
-    let producer = kafkube_bus::Producer::new(&s.kafka.config()).unwrap();
-    producer.send_all(&[again]).await.pop().unwrap().unwrap();
+    redeliver(&s, &s.args.confirm_topic, 1).await;
 
     // `paid`, `email_sent`, and `email_sent` once more for the redelivery.
     let statuses = s
@@ -185,19 +186,7 @@ async fn a_redelivered_order_is_published_again_not_charged_again(backend: Backe
     let id = s.place(GOOD_CARD, "twice@example.com").await;
     s.wait_for(&id, "email_sent", Duration::from_secs(30)).await;
     assert_eq!(s.bank.charges(), 1);
-    let orders = s
-        .kafka
-        .read_exact(&s.args.order_topic, 1, Duration::from_secs(15))
-        .await;
-    let again = kafkube_bus::Outgoing::new(
-        s.args.order_topic.clone(),
-        orders[0].key.clone(),
-        orders[0].payload.clone(),
-    );
-    let producer = kafkube_bus::Producer::new(&s.kafka.config()).unwrap();
-    for sent in producer.send_all(&[again.clone(), again]).await {
-        sent.unwrap();
-    }
+    redeliver(&s, &s.args.order_topic, 2).await;
 
     // `paid` and `email_sent`, then once more for each batch the two copies arrived in.
     let statuses = s.kafka.read(&s.args.status_topic, 6, Duration::from_secs(10)).await;
